@@ -1,0 +1,290 @@
+// Package cli is the hactl command line: the agent itself, and the
+// operator's local tools that talk to it over its unix socket.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/hapair/hapair/hactl"
+	"github.com/hapair/hapair/hactl/hapb"
+	"github.com/hapair/hapair/hactl/pki"
+)
+
+// Exit codes, shared with the console's commands.
+const (
+	ExitHealthy    = 0
+	ExitDegraded   = 1
+	ExitNotRunning = 2
+	ExitNotEnabled = 3
+	ExitFailure    = 4
+	ExitUsage      = 64
+)
+
+const usage = `hactl: the hapair node agent and its local tools.
+
+Usage:
+  hactl agent --config FILE          run the agent
+  hactl status [--json] [--config FILE | --socket PATH]
+                                     this node and its peer, from the agent
+  hactl pki init --dir DIR --cluster NAME
+                                     make a cluster CA (deploy time)
+  hactl pki issue --ca DIR --node NAME --ip IP[,IP...] --out DIR
+                                     issue a node identity from the CA
+  hactl version
+
+Exit codes of status: 0 healthy, 1 degraded, 2 not running on this node,
+3 HA not enabled, 4 the agent could not be asked, 64 usage error.
+`
+
+// Main runs hactl with args (without the program name) and returns the
+// process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "agent":
+		return runAgent(args[1:], stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
+	case "pki":
+		return runPKI(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "hactl", hactl.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "hactl: unknown command %q\n\n%s", args[0], usage)
+	return ExitUsage
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("hactl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses flags and refuses stray arguments.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+func runAgent(args []string, stderr io.Writer) int {
+	fs := newFlags("agent", stderr)
+	config := fs.String("config", "", "agent configuration file (JSON)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if !parse(fs, args, stderr) {
+		return ExitUsage
+	}
+	if *config == "" {
+		fmt.Fprintln(stderr, "hactl agent: --config is required")
+		return ExitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "hactl agent: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return ExitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := hactl.LoadConfig(*config)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return ExitFailure
+	}
+	a, err := hactl.New(cfg, hactl.Deps{Logger: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return ExitFailure
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		log.Error("agent failed", "err", err)
+		return ExitFailure
+	}
+	return 0
+}
+
+// Dial connects to the agent's unix socket.
+func Dial(socket string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", addr)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("agent socket %s: %w", socket, err)
+	}
+	return conn, nil
+}
+
+func socketFrom(config, socket string) (string, error) {
+	switch {
+	case socket != "" && config != "":
+		return "", errors.New("give --config or --socket, not both")
+	case socket != "":
+		return socket, nil
+	case config != "":
+		cfg, err := hactl.LoadConfig(config)
+		if err != nil {
+			return "", err
+		}
+		return cfg.SocketPath(), nil
+	}
+	return "/var/lib/hapair/hactl.sock", nil
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print JSON (the Snapshot message of hactl.proto)")
+	config := fs.String("config", "", "agent configuration file, to find its socket")
+	socket := fs.String("socket", "", "the agent's unix socket")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the agent")
+	if !parse(fs, args, stderr) {
+		return ExitUsage
+	}
+	path, err := socketFrom(*config, *socket)
+	if err != nil {
+		fmt.Fprintln(stderr, "hactl status:", err)
+		return ExitUsage
+	}
+	conn, err := Dial(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "hactl status:", err)
+		return ExitFailure
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	snap, err := hapb.NewAgentClient(conn).Status(ctx, &hapb.StatusRequest{})
+	if err != nil {
+		fmt.Fprintf(stderr, "hactl status: ask the agent at %s: %v\n", path, err)
+		return ExitFailure
+	}
+	if *asJSON {
+		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(snap)
+		if err != nil {
+			fmt.Fprintln(stderr, "hactl status: encode:", err)
+			return ExitFailure
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else if err := RenderStatus(stdout, snap, time.Now()); err != nil {
+		fmt.Fprintln(stderr, "hactl status:", err)
+		return ExitFailure
+	}
+	return exitCodeOf(snap.GetCluster().GetHealth())
+}
+
+func exitCodeOf(h hapb.ClusterHealth) int {
+	switch h {
+	case hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY:
+		return ExitHealthy
+	case hapb.ClusterHealth_CLUSTER_HEALTH_NOT_RUNNING:
+		return ExitNotRunning
+	case hapb.ClusterHealth_CLUSTER_HEALTH_NOT_ENABLED:
+		return ExitNotEnabled
+	}
+	return ExitDegraded
+}
+
+func runPKI(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, "hactl pki: want init or issue\n\n"+usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "init":
+		fs := newFlags("pki init", stderr)
+		dir := fs.String("dir", "", "directory for ca.crt and ca.key")
+		cluster := fs.String("cluster", "", "cluster name")
+		if !parse(fs, args[1:], stderr) {
+			return ExitUsage
+		}
+		if *dir == "" || *cluster == "" {
+			fmt.Fprintln(stderr, "hactl pki init: --dir and --cluster are required")
+			return ExitUsage
+		}
+		if _, err := pki.LoadCA(*dir); err == nil {
+			fmt.Fprintf(stderr, "hactl pki init: %s already holds a CA; refusing to replace it\n", *dir)
+			return ExitFailure
+		}
+		ca, err := pki.NewCA(*cluster, time.Now())
+		if err == nil {
+			err = pki.SaveCA(*dir, ca)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "hactl pki init:", err)
+			return ExitFailure
+		}
+		fmt.Fprintf(stdout, "cluster CA for %s written to %s\n", *cluster, *dir)
+		return 0
+	case "issue":
+		fs := newFlags("pki issue", stderr)
+		caDir := fs.String("ca", "", "directory of the cluster CA")
+		node := fs.String("node", "", "node name")
+		ips := fs.String("ip", "", "comma-separated IP addresses of the node")
+		out := fs.String("out", "", "directory for the node's identity")
+		if !parse(fs, args[1:], stderr) {
+			return ExitUsage
+		}
+		if *caDir == "" || *node == "" || *out == "" {
+			fmt.Fprintln(stderr, "hactl pki issue: --ca, --node and --out are required")
+			return ExitUsage
+		}
+		var addrs []net.IP
+		for _, s := range strings.Split(*ips, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			ip := net.ParseIP(s)
+			if ip == nil {
+				fmt.Fprintf(stderr, "hactl pki issue: --ip %q is not an IP address\n", s)
+				return ExitUsage
+			}
+			addrs = append(addrs, ip)
+		}
+		ca, err := pki.LoadCA(*caDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "hactl pki issue:", err)
+			return ExitFailure
+		}
+		id, err := ca.Issue(*node, addrs, time.Now())
+		if err == nil {
+			err = pki.SaveIdentity(*out, id)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "hactl pki issue:", err)
+			return ExitFailure
+		}
+		fmt.Fprintf(stdout, "identity of %s written to %s\n", *node, *out)
+		return 0
+	}
+	fmt.Fprintf(stderr, "hactl pki: unknown subcommand %q: want init or issue\n", args[0])
+	return ExitUsage
+}

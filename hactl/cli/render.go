@@ -1,0 +1,647 @@
+// Package cli holds what the hactl command line prints for an operator.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hapair/hapair/hactl/hapb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Width is the number of columns RenderStatus keeps every line within.
+const Width = 80
+
+// maxEvents is how many of Snapshot.RecentEvents RenderStatus prints.
+const maxEvents = 5
+
+// maxTextLines bounds how many lines one free-text value (an error, a health
+// reason, an event detail) may take; the rest is cut and marked with "...".
+const maxTextLines = 6
+
+// RenderStatus writes the operator's view of s, as `hactl status` prints it:
+// the cluster's health, this node, the peer, the direction of replication
+// as PostgreSQL reports it, host figures and the newest events.
+//
+// The text is plain ASCII and no line is wider than Width columns: strings
+// from the snapshot have control and non-ASCII characters escaped, and long
+// lines wrap. Relative times are measured from now, and clock times are
+// shown in now's location, so equal input gives equal output.
+func RenderStatus(w io.Writer, s *hapb.Snapshot, now time.Time) error {
+	if s == nil {
+		return errors.New("render status: no snapshot")
+	}
+	r := &renderer{now: now}
+	r.header(s.GetCluster())
+	r.blank()
+	r.localBlock(s.GetLocal())
+	r.blank()
+	r.peerBlock(s.GetPeer())
+	r.blank()
+	r.replication(s)
+	r.system(s)
+	r.events(s.GetRecentEvents())
+	_, err := io.WriteString(w, r.b.String())
+	return err
+}
+
+// FormatLSN formats a WAL position as PostgreSQL does: the high and low 32
+// bits in upper-case hexadecimal, separated by a slash (e.g. "0/3000148").
+func FormatLSN(lsn uint64) string {
+	return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn))
+}
+
+// FormatBytes formats n in binary units with one decimal ("1.5 KiB",
+// "3.0 GiB"); below 1 KiB it gives whole bytes ("512 B"). Units beyond GiB
+// (TiB, PiB, EiB) are used when a value needs them.
+func FormatBytes(n uint64) string {
+	if n < 1024 {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v := float64(n) / 1024
+	i := 0
+	// Move up a unit while the value would print as 1024.0 or more.
+	for v >= 1023.95 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + units[i]
+}
+
+// FormatDuration formats d compactly for an operator, truncating rather than
+// rounding: "0.4s" and "9.9s" below ten seconds, then "42s", "3m05s",
+// "5h03m" and "12d03h". A negative d gets a leading "-".
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		if d == time.Duration(-1<<63) {
+			d++ // -d would overflow
+		}
+		return "-" + FormatDuration(-d)
+	}
+	switch {
+	case d < 10*time.Second:
+		tenths := int64(d / (100 * time.Millisecond))
+		return fmt.Sprintf("%d.%ds", tenths/10, tenths%10)
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int64(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int64(d/time.Minute), int64(d%time.Minute/time.Second))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int64(d/time.Hour), int64(d%time.Hour/time.Minute))
+	default:
+		day := 24 * time.Hour
+		return fmt.Sprintf("%dd%02dh", int64(d/day), int64(d%day/time.Hour))
+	}
+}
+
+// FormatAgo says how long ago something happened, given the time elapsed
+// since: "0.4s ago", "3m12s ago". A negative d, which only a clock step or
+// skew between hosts produces, reads "2.0s in the future" so the skew shows.
+func FormatAgo(d time.Duration) string {
+	if d < 0 {
+		if d == time.Duration(-1<<63) {
+			d++
+		}
+		return FormatDuration(-d) + " in the future"
+	}
+	return FormatDuration(d) + " ago"
+}
+
+// RoleWord names a node's cluster role for an operator: "Active",
+// "Standby", "Stopped", "Stand-alone", "Witness", or "Unknown" for an
+// unspecified or unrecognised role.
+func RoleWord(r hapb.NodeRole) string {
+	switch r {
+	case hapb.NodeRole_NODE_ROLE_ACTIVE:
+		return "Active"
+	case hapb.NodeRole_NODE_ROLE_STANDBY:
+		return "Standby"
+	case hapb.NodeRole_NODE_ROLE_STOPPED:
+		return "Stopped"
+	case hapb.NodeRole_NODE_ROLE_STANDALONE:
+		return "Stand-alone"
+	case hapb.NodeRole_NODE_ROLE_WITNESS:
+		return "Witness"
+	default:
+		return "Unknown"
+	}
+}
+
+// DatabaseRoleWord names what PostgreSQL says it is: "primary", "standby",
+// "stopped", "not initialised", or "unknown".
+func DatabaseRoleWord(r hapb.DatabaseRole) string {
+	switch r {
+	case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
+		return "primary"
+	case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
+		return "standby"
+	case hapb.DatabaseRole_DATABASE_ROLE_STOPPED:
+		return "stopped"
+	case hapb.DatabaseRole_DATABASE_ROLE_UNINITIALIZED:
+		return "not initialised"
+	default:
+		return "unknown"
+	}
+}
+
+// HealthWord describes the cluster's health in words: "healthy",
+// "degraded", "not running", "not enabled", or "" when unspecified. The
+// reason for a degraded cluster is not included.
+func HealthWord(h hapb.ClusterHealth) string {
+	switch h {
+	case hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY:
+		return "healthy"
+	case hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED:
+		return "degraded"
+	case hapb.ClusterHealth_CLUSTER_HEALTH_NOT_RUNNING:
+		return "not running"
+	case hapb.ClusterHealth_CLUSTER_HEALTH_NOT_ENABLED:
+		return "not enabled"
+	default:
+		return ""
+	}
+}
+
+// renderer accumulates the lines of one status report.
+type renderer struct {
+	b   strings.Builder
+	now time.Time
+}
+
+func (r *renderer) header(c *hapb.ClusterView) {
+	name := clean(c.GetName())
+	health := HealthWord(c.GetHealth())
+	if c.GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED && c.GetHealthReason() != "" {
+		health += ": " + clean(c.GetHealthReason())
+	}
+	switch {
+	case name != "" && health != "":
+		r.text(0, 2, "cluster "+name+": "+health)
+	case name != "":
+		r.text(0, 2, "cluster "+name)
+	case health != "":
+		r.text(0, 2, "cluster: "+health)
+	default:
+		r.text(0, 2, "cluster: unknown")
+	}
+}
+
+func (r *renderer) localBlock(n *hapb.NodeStatus) {
+	name := clean(n.GetName())
+	if name == "" {
+		name = "unnamed"
+	}
+	if n == nil {
+		r.fields(0, 2, name+" (this node): no status")
+		return
+	}
+	r.fields(0, 2, name+" (this node): "+RoleWord(n.GetRole()))
+	r.nodeBody(n)
+}
+
+func (r *renderer) peerBlock(p *hapb.PeerView) {
+	if p.GetName() == "" {
+		r.fields(0, 2, "peer: none configured")
+		return
+	}
+	title := clean(p.GetName()) + " (peer"
+	if p.GetAgentAddr() != "" {
+		title += ", via " + clean(p.GetAgentAddr())
+	}
+	title += ")"
+	if !p.GetReachable() {
+		r.fields(0, 2, title)
+		reason := clean(p.GetError())
+		if reason == "" {
+			reason = "(no reason given)"
+		}
+		r.text(2, 4, "unreachable: "+reason)
+		if p.GetLastContact() != nil {
+			r.fields(2, 4, "last contact "+r.ago(p.GetLastContact()))
+		}
+		return
+	}
+	if p.GetStatus() == nil {
+		r.fields(0, 2, title+": no status received")
+		return
+	}
+	r.fields(0, 2, title+": "+RoleWord(p.GetStatus().GetRole()))
+	r.nodeBody(p.GetStatus())
+}
+
+// nodeBody writes a node's addresses, agent and database, indented by two.
+func (r *renderer) nodeBody(n *hapb.NodeStatus) {
+	var addrs []string
+	if a := clean(n.GetPublicAddr()); a != "" {
+		addrs = append(addrs, "public "+a)
+	}
+	if a := clean(n.GetHeartbeatAddr()); a != "" {
+		addrs = append(addrs, "heartbeat "+a)
+	}
+	if len(addrs) > 0 {
+		r.fields(2, 4, list(addrs, ", ")...)
+	}
+
+	var agent []string
+	if v := clean(n.GetAgentVersion()); v != "" {
+		agent = append(agent, "agent "+v)
+	}
+	if t := n.GetAgentStartedAt(); t != nil {
+		up := "up " + FormatDuration(r.now.Sub(t.AsTime()))
+		if len(agent) == 0 {
+			up = "agent " + up
+		}
+		agent = append(agent, up)
+	}
+	if len(agent) > 0 {
+		r.fields(2, 4, list(agent, ", ")...)
+	}
+
+	r.database(n)
+}
+
+func (r *renderer) database(n *hapb.NodeStatus) {
+	db := n.GetDatabase()
+	if db == nil {
+		if n.GetRole() == hapb.NodeRole_NODE_ROLE_WITNESS {
+			r.fields(2, 4, "database: none")
+		} else {
+			r.fields(2, 4, "database: no status")
+		}
+		return
+	}
+	segs := []string{"database: " + DatabaseRoleWord(db.GetRole())}
+	if db.GetTimeline() != 0 {
+		segs = append(segs, "timeline "+strconv.FormatUint(uint64(db.GetTimeline()), 10))
+	}
+	if v := clean(db.GetServerVersion()); v != "" {
+		segs = append(segs, "PostgreSQL "+v)
+	}
+	if a := listenAddr(db); a != "" {
+		segs = append(segs, "listen "+a)
+	}
+	r.fields(2, 4, list(segs, ", ")...)
+
+	switch db.GetRole() {
+	case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
+		r.fields(2, 4, "wal: current "+lsn(db.GetCurrentLsn()))
+	case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
+		last := "never"
+		if t := db.GetLastReplayAt(); t != nil {
+			last = r.clock(t) + " (" + r.ago(t) + ")"
+		}
+		r.fields(2, 4,
+			"wal: received "+lsn(db.GetReceiveLsn()),
+			"  replayed "+lsn(db.GetReplayLsn()),
+			"  last replay "+last)
+	}
+
+	if wr := db.GetWalReceiver(); wr != nil {
+		status := clean(wr.GetStatus())
+		if status == "" {
+			status = "?"
+		}
+		from := net.JoinHostPort(orQ(clean(wr.GetSenderHost())), strconv.Itoa(int(wr.GetSenderPort())))
+		r.fields(2, 4,
+			"receiver: "+status+" from "+from,
+			" slot "+orQ(clean(wr.GetSlotName())),
+			" timeline "+strconv.FormatUint(uint64(wr.GetReceivedTli()), 10),
+			" flushed "+lsn(wr.GetFlushedLsn()))
+	}
+
+	for _, row := range db.GetReplicas() {
+		head := "replica " + orQ(clean(row.GetApplicationName()))
+		if a := clean(row.GetClientAddr()); a != "" {
+			head += " (" + a + ")"
+		}
+		segs := []string{head + ": " + orQ(clean(row.GetState()))}
+		if s := clean(row.GetSyncState()); s != "" {
+			segs = append(segs, s)
+		}
+		segs = append(segs, "lag "+FormatBytes(row.GetLagBytes()), "replay lag "+seconds(row.GetReplayLag()))
+		r.fields(2, 6, list(segs, ", ")...)
+		r.fields(4, 6,
+			"sent "+lsn(row.GetSentLsn()),
+			"  write "+lsn(row.GetWriteLsn()),
+			"  flush "+lsn(row.GetFlushLsn()),
+			"  replay "+lsn(row.GetReplayLsn()))
+	}
+
+	if e := clean(db.GetError()); e != "" {
+		r.text(2, 4, "database: error: "+e)
+	}
+}
+
+// replication writes one line per row of pg_stat_replication on a node
+// whose database is primary: who streams to whom, as PostgreSQL sees it.
+// The peer's rows count only while it is reachable; older ones may be stale.
+func (r *renderer) replication(s *hapb.Snapshot) {
+	type node struct {
+		name string
+		st   *hapb.NodeStatus
+	}
+	nodes := []node{{name: s.GetLocal().GetName(), st: s.GetLocal()}}
+	if p := s.GetPeer(); p.GetReachable() && p.GetStatus() != nil {
+		name := p.GetStatus().GetName()
+		if name == "" {
+			name = p.GetName()
+		}
+		nodes = append(nodes, node{name: name, st: p.GetStatus()})
+	}
+	found := false
+	for _, n := range nodes {
+		db := n.st.GetDatabase()
+		if db.GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
+			continue
+		}
+		src := orQ(clean(n.name))
+		addr := n.st.GetPublicAddr()
+		if addr == "" {
+			addr = db.GetListenAddr()
+		}
+		if a := clean(addr); a != "" {
+			src += " (" + a + ")"
+		}
+		for _, row := range db.GetReplicas() {
+			dst := "==> " + orQ(clean(row.GetApplicationName()))
+			if a := clean(row.GetClientAddr()); a != "" {
+				dst += " (" + a + ")"
+			}
+			segs := []string{"replication: " + src, " " + dst,
+				"  " + orQ(clean(row.GetState())), "  lag " + FormatBytes(row.GetLagBytes())}
+			if ss := clean(row.GetSyncState()); ss != "" {
+				segs = append(segs, "  "+ss)
+			}
+			r.fields(0, 4, segs...)
+			found = true
+		}
+	}
+	if !found {
+		r.fields(0, 2, "replication: none")
+	}
+}
+
+// system writes a line of host figures for each node that reported them.
+func (r *renderer) system(s *hapb.Snapshot) {
+	if s.GetLocal().GetSystem() != nil || s.GetPeer().GetReachable() && s.GetPeer().GetStatus().GetSystem() != nil {
+		r.blank()
+	}
+	r.systemLine(s.GetLocal().GetName(), s.GetLocal().GetSystem())
+	if p := s.GetPeer(); p.GetReachable() {
+		name := p.GetStatus().GetName()
+		if name == "" {
+			name = p.GetName()
+		}
+		r.systemLine(name, p.GetStatus().GetSystem())
+	}
+}
+
+func (r *renderer) systemLine(name string, sys *hapb.SystemStatus) {
+	if sys == nil {
+		return
+	}
+	segs := []string{"system " + orQ(clean(name)) + ":"}
+	var parts []string
+	if sys.GetMemTotalBytes() != 0 {
+		parts = append(parts, "mem "+FormatBytes(sys.GetMemAvailableBytes())+"/"+
+			FormatBytes(sys.GetMemTotalBytes())+" free")
+	}
+	if sys.GetDiskTotalBytes() != 0 {
+		disk := "disk " + FormatBytes(sys.GetDiskFreeBytes()) + "/" +
+			FormatBytes(sys.GetDiskTotalBytes()) + " free"
+		if p := clean(sys.GetDiskPath()); p != "" {
+			disk += " on " + p
+		}
+		parts = append(parts, disk)
+	}
+	parts = append(parts, "load "+strconv.FormatFloat(sys.GetLoad1(), 'f', 2, 64))
+	if u := sys.GetHostUptime(); u != nil {
+		parts = append(parts, "host up "+FormatDuration(u.AsDuration()))
+	}
+	for i, p := range parts {
+		// "on <path>" may move to the next line on its own.
+		sep := ", "
+		if i == 0 {
+			sep = " "
+		}
+		if j := strings.Index(p, " on "); j >= 0 {
+			segs = append(segs, sep+p[:j], p[j:])
+		} else {
+			segs = append(segs, sep+p)
+		}
+	}
+	r.fields(0, 4, segs...)
+}
+
+func (r *renderer) events(evs []*hapb.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	if len(evs) > maxEvents {
+		evs = evs[:maxEvents]
+	}
+	r.blank()
+	r.fields(0, 2, "recent events:")
+	for _, e := range evs {
+		t := "--:--:--"
+		if e.GetTime() != nil {
+			t = r.clock(e.GetTime())
+		}
+		line := t + " " + orQ(clean(e.GetNode())) + " " + orQ(clean(e.GetKind())) + ":"
+		if d := clean(e.GetDetail()); d != "" {
+			line += " " + d
+		}
+		r.text(2, 11, line)
+	}
+}
+
+func (r *renderer) ago(t *timestamppb.Timestamp) string {
+	return FormatAgo(r.now.Sub(t.AsTime()))
+}
+
+// clock gives t's time of day in now's location.
+func (r *renderer) clock(t *timestamppb.Timestamp) string {
+	return t.AsTime().In(r.now.Location()).Format("15:04:05")
+}
+
+func (r *renderer) blank() { r.b.WriteByte('\n') }
+
+// fields writes one logical line made of segments, indented by indent. Each
+// segment after the first carries its own leading separator. Segments fill
+// the line up to Width; one that does not fit starts a new line indented by
+// hang, without its leading spaces (a leading comma stays on the line
+// before). A segment too wide even for a fresh line is broken at spaces, or
+// anywhere if it has none.
+func (r *renderer) fields(indent, hang int, segs ...string) {
+	if len(segs) == 0 {
+		return
+	}
+	cur := strings.Repeat(" ", indent) + segs[0]
+	for _, seg := range segs[1:] {
+		if len(cur)+len(seg) <= Width {
+			cur += seg
+			continue
+		}
+		if strings.HasPrefix(seg, ",") && len(cur) < Width {
+			cur += ","
+			seg = seg[1:]
+		}
+		r.emit(cur, hang)
+		cur = strings.Repeat(" ", hang) + strings.TrimLeft(seg, " ")
+	}
+	r.emit(cur, hang)
+}
+
+// text writes free text (which may be long, e.g. an error) word-wrapped at
+// Width, the first line indented by indent and the others by hang. After
+// maxTextLines lines the rest is cut and marked with "...".
+func (r *renderer) text(indent, hang int, s string) {
+	lines := wrap(strings.Repeat(" ", indent)+s, hang)
+	if len(lines) > maxTextLines {
+		lines = lines[:maxTextLines]
+		last := lines[maxTextLines-1]
+		if len(last) > Width-3 {
+			last = last[:Width-3]
+		}
+		lines[maxTextLines-1] = last + "..."
+	}
+	for _, l := range lines {
+		r.b.WriteString(l)
+		r.b.WriteByte('\n')
+	}
+}
+
+// emit writes line, wrapping it if it is still too wide.
+func (r *renderer) emit(line string, hang int) {
+	for _, l := range wrap(line, hang) {
+		r.b.WriteString(l)
+		r.b.WriteByte('\n')
+	}
+}
+
+// wrap breaks line into lines no wider than Width. It breaks at the last
+// space that fits, or mid-word when a word alone is too wide; continuation
+// lines are indented by hang. The input must be ASCII (see clean).
+func wrap(line string, hang int) []string {
+	line = strings.TrimRight(line, " ")
+	if len(line) <= Width {
+		return []string{line}
+	}
+	if hang > Width/2 {
+		hang = Width / 2
+	}
+	pad := strings.Repeat(" ", hang)
+	var out []string
+	for len(line) > Width {
+		// Leading indentation is not a place to break.
+		start := len(line) - len(strings.TrimLeft(line, " "))
+		cut := strings.LastIndexByte(line[:Width+1], ' ')
+		rest := 0
+		if cut <= start {
+			cut, rest = Width, Width // no space that fits: break the word
+		} else {
+			rest = cut + 1
+		}
+		out = append(out, strings.TrimRight(line[:cut], " "))
+		line = pad + strings.TrimLeft(line[rest:], " ")
+	}
+	if strings.TrimSpace(line) != "" {
+		out = append(out, line)
+	}
+	return out
+}
+
+// clean makes a string from the snapshot safe and plain to print: tabs and
+// line breaks become spaces, other control characters and every non-ASCII
+// character are escaped (\x1b, \u00e9), and invalid UTF-8 bytes become \xNN.
+// The snapshot's strings may come from the peer over the network; none can
+// move the cursor or change the terminal.
+func clean(s string) string {
+	ok := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case c == '\t' || c == '\n' || c == '\r':
+			b.WriteByte(' ')
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		case c < 0x7f:
+			b.WriteRune(c)
+		case c <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, c)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, c)
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// list gives items as segments for fields, each after the first led by sep.
+func list(items []string, sep string) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		if i > 0 {
+			it = sep + it
+		}
+		out[i] = it
+	}
+	return out
+}
+
+// lsn formats a WAL position, or "-" for zero, which PostgreSQL never
+// reports for a real position (the agent stores NULL as zero).
+func lsn(v uint64) string {
+	if v == 0 {
+		return "-"
+	}
+	return FormatLSN(v)
+}
+
+// seconds formats a lag in seconds with three decimals, or "-" when
+// PostgreSQL reported none (NULL once a standby is idle and caught up).
+func seconds(d *durationpb.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(d.AsDuration().Seconds(), 'f', 3, 64) + "s"
+}
+
+func listenAddr(db *hapb.DatabaseStatus) string {
+	host := clean(db.GetListenAddr())
+	switch {
+	case db.GetPort() == 0:
+		return host
+	case host == "":
+		return "port " + strconv.Itoa(int(db.GetPort()))
+	default:
+		return net.JoinHostPort(host, strconv.Itoa(int(db.GetPort())))
+	}
+}
+
+func orQ(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
