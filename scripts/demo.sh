@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# make demo: a whole hapair pair on this machine.
+#
+# Two agents, primary-node and secondary-node, each with its own PostgreSQL 15
+# on its own loopback address (127.0.0.5 and 127.0.0.10, the last octets of the
+# reference deployment). The primary is initialised, the secondary is cloned
+# from it with pg_basebackup and streams through a replication slot. The
+# agents talk over mutual TLS with a CA made for this demo.
+#
+# Runs until Ctrl-C (or HAPAIR_DEMO_SECONDS), then stops everything it started.
+#   HAPAIR_DEMO_DIR       where state goes (default /tmp/hapair-demo; wiped at start)
+#   HAPAIR_DEMO_SECONDS   stop by itself after this many seconds (0: wait for Ctrl-C)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HACTL=${HACTL:-$PWD/bin/hactl}
+DIR=${HAPAIR_DEMO_DIR:-${TMPDIR:-/tmp}/hapair-demo}
+SECONDS_TO_RUN=${HAPAIR_DEMO_SECONDS:-0}
+NODES=(primary-node secondary-node)
+declare -A IP=([primary-node]=127.0.0.5 [secondary-node]=127.0.0.10)
+declare -A PEER=([primary-node]=secondary-node [secondary-node]=primary-node)
+declare -A BOOT=([primary-node]=primary [secondary-node]=standby)
+PG_PORT=5432
+AGENT_PORT=7400
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# stop_pid PID NAME: SIGTERM, wait (bounded), then SIGKILL.
+stop_pid() {
+  local pid=$1 name=$2 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "demo: $name ($pid) did not stop in 60s; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Leftovers of an earlier run: agents by their PID files, then any
+# PostgreSQL they left behind (an agent killed with -9 leaves it running).
+cleanup_leftovers() {
+  local n pidf pgd
+  for n in "${NODES[@]}"; do
+    pidf="$DIR/$n.pid"
+    if [ -f "$pidf" ]; then
+      stop_pid "$(cat "$pidf")" "old agent $n"
+      rm -f "$pidf"
+    fi
+    pgd="$DIR/$n/pg/data"
+    if [ -f "$pgd/postmaster.pid" ]; then
+      stop_pid "$(head -1 "$pgd/postmaster.pid")" "old PostgreSQL of $n"
+    fi
+  done
+  rm -rf "$DIR"
+}
+
+PIDS=()
+finish() {
+  trap - INT TERM EXIT
+  echo
+  say "stopping the demo"
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    stop_pid "${PIDS[$i]}" "agent"
+  done
+  for n in "${NODES[@]}"; do rm -f "$DIR/$n.pid"; done
+  say "stopped; state and logs are left in $DIR"
+}
+
+[ -x "$HACTL" ] || { echo "demo: $HACTL not built (run make build)" >&2; exit 1; }
+cleanup_leftovers
+mkdir -p "$DIR"
+chmod 0711 "$DIR"
+
+say "making the demo cluster's CA and node identities"
+"$HACTL" pki init --dir "$DIR/ca" --cluster demo >/dev/null
+for n in "${NODES[@]}"; do
+  "$HACTL" pki issue --ca "$DIR/ca" --node "$n" --ip "${IP[$n]}" --out "$DIR/$n/pki" >/dev/null
+  p=${PEER[$n]}
+  cat >"$DIR/$n.json" <<JSON
+{
+  "cluster_name": "demo",
+  "node_name": "$n",
+  "state_dir": "$DIR/$n",
+  "public_addr": "${IP[$n]}",
+  "listen_peer": "${IP[$n]}:$AGENT_PORT",
+  "peer": {"name": "$p", "agent_addr": "${IP[$p]}:$AGENT_PORT", "public_addr": "${IP[$p]}"},
+  "postgres": {
+    "port": $PG_PORT,
+    "replication_from": ["127.0.0.1"],
+    "client_nets": ["127.0.0.0/8"]
+  },
+  "bootstrap": "${BOOT[$n]}"
+}
+JSON
+done
+# On loopback every connection comes from 127.0.0.1 whatever address it goes
+# to, so the demo admits replication from 127.0.0.1 (a real pair admits the
+# peer's own addresses; see README).
+
+trap finish INT TERM EXIT
+for n in "${NODES[@]}"; do
+  say "starting the agent of $n (${IP[$n]}, PostgreSQL port $PG_PORT)"
+  "$HACTL" agent --config "$DIR/$n.json" >"$DIR/$n.log" 2>&1 &
+  PIDS+=($!)
+  echo $! >"$DIR/$n.pid"
+done
+
+say "waiting for the pair to be healthy (initdb, pg_basebackup, streaming)"
+ok=0
+for ((i = 0; i < 600; i++)); do
+  for pid in "${PIDS[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "demo: an agent exited; its log:" >&2
+      tail -n 20 "$DIR"/*.log >&2
+      exit 1
+    fi
+  done
+  if "$HACTL" status --socket "$DIR/primary-node/hactl.sock" >/dev/null 2>&1 &&
+     "$HACTL" status --socket "$DIR/secondary-node/hactl.sock" >/dev/null 2>&1; then
+    ok=1
+    break
+  fi
+  sleep 0.2
+done
+if [ "$ok" -ne 1 ]; then
+  echo "demo: the pair did not become healthy in 120s; logs:" >&2
+  tail -n 20 "$DIR"/*.log >&2
+  exit 1
+fi
+
+"$HACTL" status --socket "$DIR/primary-node/hactl.sock" || true
+cat <<INFO
+
+The pair is running.
+  Status (text or --json):
+    $HACTL status --socket $DIR/primary-node/hactl.sock
+    $HACTL status --socket $DIR/secondary-node/hactl.sock --json
+  The databases (superuser over each node's unix socket, as the user who ran the demo):
+    psql -h $DIR/primary-node/pg/run -p $PG_PORT -U postgres
+    psql -h $DIR/secondary-node/pg/run -p $PG_PORT -U postgres   (read-only standby)
+  Agent logs: $DIR/primary-node.log  $DIR/secondary-node.log
+  PostgreSQL logs: $DIR/<node>/pg/log/postgresql.log
+
+Press Ctrl-C to stop everything.
+INFO
+
+if [ "$SECONDS_TO_RUN" -gt 0 ]; then
+  sleep "$SECONDS_TO_RUN" &
+  wait $! || true
+else
+  while :; do
+    for pid in "${PIDS[@]}"; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        echo "demo: an agent exited unexpectedly; see $DIR/*.log" >&2
+        exit 1
+      fi
+    done
+    sleep 1 &
+    wait $! || true
+  done
+fi
