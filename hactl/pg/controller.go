@@ -50,7 +50,7 @@ func New(cfg Config) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{cfg: cfg, l: newLayout(cfg.BaseDir), log: log.With("component", "pg", "node", cfg.NodeName)}
+	c := &Controller{cfg: cfg, l: newLayout(cfg.BaseDir), log: log.With("component", "pg")}
 	for _, p := range requiredPrograms {
 		path := filepath.Join(cfg.BinDir, p)
 		st, err := os.Stat(path)
