@@ -9,46 +9,71 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/hapair/hapair/hactl/cluster"
 	"github.com/hapair/hapair/hactl/hapb"
+	"github.com/hapair/hapair/hactl/heartbeat"
 	"github.com/hapair/hapair/hactl/pg"
 	"github.com/hapair/hapair/hactl/pki"
 	"github.com/hapair/hapair/hactl/sysinfo"
+	"github.com/hapair/hapair/vipnet"
 )
 
 // Deps are the agent's collaborators; zero values get sensible defaults.
 type Deps struct {
 	Logger  *slog.Logger
 	SysInfo sysinfo.Reader
+	// VIP overrides the holder built from the configuration (tests).
+	VIP vipnet.Holder
 }
 
 // Agent is one node's HA agent. Create it with New and run it with Run.
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	pg      *pg.Controller
-	id      *pki.Identity // nil until this node is deployed
+	pg      *pg.Controller // nil on the witness
+	vip     vipnet.Holder  // nil without a VIP (and on the witness)
+	id      *pki.Identity
 	sys     sysinfo.Reader
 	events  *eventLog
 	hub     *hub
+	marker  *marker
 	started time.Time
 	kick    chan struct{} // asks the sampler to sample now
+	recon   chan struct{} // asks the reconciler to run now
 	done    chan struct{} // closed when Run begins to shut down
 
-	mu        sync.Mutex // guards local, peer, system, lastRole
-	local     *hapb.NodeStatus
-	peer      *hapb.PeerView
-	system    *hapb.SystemStatus
-	lastRole  hapb.DatabaseRole
-	peerWasUp bool
+	node    *cluster.Node // nil until raft runs (and after teardown)
+	nodeMu  sync.Mutex
+	hb      *heartbeat.Heartbeat
+	hbMu    sync.Mutex
+	clients map[string]hapb.PeerClient // Peer API of every other member
+	conns   []*grpc.ClientConn
 
-	peerClient hapb.PeerClient
-	peerConn   *grpc.ClientConn
+	opMu        sync.Mutex   // one operation (or reconcile pass) at a time
+	established atomic.Bool  // leader that promoted and holds the VIP
+	planned     atomic.Bool  // a planned handover is running on this node
+	leaderSince atomic.Int64 // unix nanos when leadership was won
+
+	mu           sync.Mutex // guards the fields below
+	local        *hapb.NodeStatus
+	peer         *hapb.PeerView
+	system       *hapb.SystemStatus
+	lastRole     hapb.DatabaseRole
+	peerWasUp    bool
+	primaryLSN   uint64    // last WAL position the Active node announced
+	primarySync  string    // its synchronous standby, as it announced
+	primaryAt    time.Time // when
+	peerLostAt   time.Time // when the peer's replication was last seen missing (sync mode)
+	syncDegraded bool
 }
 
 // New checks cfg and prepares the agent; it starts nothing.
@@ -61,41 +86,59 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.NodeName)
-	var runAs *pg.OSUser
-	if os.Geteuid() == 0 {
-		u, err := pg.LookupOSUser(cfg.Postgres.OSUser)
-		if err != nil {
-			return nil, fmt.Errorf("agent runs as root, PostgreSQL must not: %w", err)
-		}
-		runAs = u
-	}
-	pcfg, err := cfg.pgConfig(runAs)
-	if err != nil {
-		return nil, err
-	}
-	pcfg.Logger = log
-	ctl, err := pg.New(pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("agent %s: %w", cfg.NodeName, err)
-	}
 	a := &Agent{
 		cfg:     cfg,
 		log:     log,
-		pg:      ctl,
 		sys:     deps.SysInfo,
 		hub:     newHub(),
+		marker:  &marker{path: filepath.Join(cfg.StateDir, "cluster-membership.json")},
 		started: time.Now(),
 		kick:    make(chan struct{}, 1),
+		recon:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		peer:    &hapb.PeerView{},
+		clients: map[string]hapb.PeerClient{},
 	}
 	a.events = newEventLog(cfg.EventLimit, a.kickSampler)
-	if cfg.Peer != nil {
-		a.peer = &hapb.PeerView{Name: cfg.Peer.Name, AgentAddr: cfg.Peer.AgentAddr}
+	if !cfg.IsWitness() {
+		var runAs *pg.OSUser
+		if os.Geteuid() == 0 {
+			u, err := pg.LookupOSUser(cfg.Postgres.OSUser)
+			if err != nil {
+				return nil, fmt.Errorf("agent runs as root, PostgreSQL must not: %w", err)
+			}
+			runAs = u
+		}
+		pcfg, err := cfg.pgConfig(runAs)
+		if err != nil {
+			return nil, err
+		}
+		if hb := cfg.Self().HeartbeatAddr; hb != "" {
+			pcfg.ExtraListenAddrs = []string{hb}
+		}
+		pcfg.Logger = log
+		ctl, err := pg.New(pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: %w", cfg.NodeName, err)
+		}
+		a.pg = ctl
+		a.vip = deps.VIP
+		if a.vip == nil && cfg.VIP != nil {
+			h, err := newVIPHolder(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("agent %s: %w", cfg.NodeName, err)
+			}
+			a.vip = h
+		}
+	}
+	if peer, ok := cfg.PeerMember(); ok {
+		a.peer = &hapb.PeerView{Name: peer.Name, AgentAddr: peer.AgentAddr()}
+	}
+	if len(cfg.Members) > 1 {
 		id, err := pki.LoadIdentity(cfg.PKIDir())
 		switch {
 		case errors.Is(err, pki.ErrNotFound):
-			return nil, fmt.Errorf("agent %s has a peer but no cluster identity in %s: issue one with `hactl pki issue`: %w", cfg.NodeName, cfg.PKIDir(), err)
+			return nil, fmt.Errorf("agent %s has cluster members but no cluster identity in %s: issue one with `hactl pki issue`: %w", cfg.NodeName, cfg.PKIDir(), err)
 		case err != nil:
 			return nil, fmt.Errorf("agent %s: %w", cfg.NodeName, err)
 		}
@@ -107,9 +150,29 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	return a, nil
 }
 
+// newVIPHolder builds the configured VIP holder.
+func newVIPHolder(cfg Config) (vipnet.Holder, error) {
+	v := cfg.VIP
+	switch v.Mode {
+	case "userspace":
+		self := cfg.Self()
+		ports := v.Ports
+		if len(ports) == 0 {
+			ports = []int{self.PGPort}
+		}
+		var fw []vipnet.Forward
+		for _, p := range ports {
+			fw = append(fw, vipnet.Forward{Port: p, Target: net.JoinHostPort(self.PublicAddr, strconv.Itoa(p))})
+		}
+		return vipnet.NewUserspace(vipnet.UserspaceConfig{Addr: v.Address, Forwards: fw})
+	}
+	return nil, fmt.Errorf("vip mode %q is not available in this build", v.Mode)
+}
+
 // Run serves the Agent API on the unix socket and the Peer API on the
-// cluster link, brings the database up as configured, samples until ctx is
-// done, then shuts down in two phases (stop accepting, then drain) and stops
+// cluster links, takes part in the consensus, brings the database up as
+// configured, samples and reconciles until ctx is done, then shuts down in
+// two phases (stop accepting, then drain): releases the VIP and stops
 // PostgreSQL unless configured to keep it.
 func (a *Agent) Run(ctx context.Context) error {
 	// The state directory is the agent's; PostgreSQL's OS user must be able
@@ -120,6 +183,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.Chmod(a.cfg.StateDir, 0o711); err != nil {
 		return fmt.Errorf("agent %s: state directory: %w", a.cfg.NodeName, err)
 	}
+	if err := a.marker.load(); err != nil {
+		return fmt.Errorf("agent %s: %w", a.cfg.NodeName, err)
+	}
 	local, err := listenUnix(a.cfg.SocketPath())
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", a.cfg.NodeName, err)
@@ -128,30 +194,52 @@ func (a *Agent) Run(ctx context.Context) error {
 	hapb.RegisterAgentServer(localSrv, &agentServer{a: a})
 
 	var peerSrv *grpc.Server
-	var peerLn net.Listener
+	var peerLns []net.Listener
+	closeAll := func() {
+		local.Close()
+		for _, l := range peerLns {
+			l.Close()
+		}
+		for _, c := range a.conns {
+			c.Close()
+		}
+	}
 	if a.id != nil {
-		peerLn, err = net.Listen("tcp", a.cfg.ListenPeer)
-		if err != nil {
-			local.Close()
-			return fmt.Errorf("agent %s: listen on the cluster link %s: %w", a.cfg.NodeName, a.cfg.ListenPeer, err)
+		self := a.cfg.Self()
+		for _, addr := range self.Addrs() {
+			ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(self.AgentPort)))
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("agent %s: listen on the cluster link: %w", a.cfg.NodeName, err)
+			}
+			peerLns = append(peerLns, ln)
 		}
 		peerSrv = grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLS(a.id))))
 		hapb.RegisterPeerServer(peerSrv, &peerServer{a: a})
-		if err := a.dialPeer(); err != nil {
-			local.Close()
-			peerLn.Close()
+		if err := a.dialMembers(); err != nil {
+			closeAll()
 			return fmt.Errorf("agent %s: %w", a.cfg.NodeName, err)
 		}
-		defer a.peerConn.Close()
+		if !a.marker.standalone() {
+			if err := a.startRaft(); err != nil {
+				closeAll()
+				return fmt.Errorf("agent %s: %w", a.cfg.NodeName, err)
+			}
+		}
 	}
+	defer func() {
+		for _, c := range a.conns {
+			c.Close()
+		}
+	}()
 
-	a.log.Info("agent started", "socket", a.cfg.SocketPath(), "listen_peer", a.cfg.ListenPeer, "version", Version)
+	a.log.Info("agent started", "socket", a.cfg.SocketPath(), "version", Version, "witness", a.cfg.IsWitness())
 	a.events.add(a.cfg.NodeName, "agent", "agent started (version "+Version+")")
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 1+len(peerLns))
 	goServe := func(name string, s *grpc.Server, ln net.Listener) {
 		wg.Add(1)
 		go func() {
@@ -162,14 +250,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	goServe("agent api", localSrv, local)
-	if peerSrv != nil {
-		goServe("peer api", peerSrv, peerLn)
+	for _, ln := range peerLns {
+		goServe("peer api "+ln.Addr().String(), peerSrv, ln)
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); a.sampleLoop(runCtx) }()
-	go func() { defer wg.Done(); a.peerLoop(runCtx) }()
-	wg.Add(1)
-	go func() { defer wg.Done(); a.bootstrap(runCtx) }()
+	goLoop := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(runCtx) }()
+	}
+	goLoop(a.sampleLoop)
+	goLoop(a.peerLoop)
+	goLoop(a.heartbeatLoop)
+	goLoop(a.leaderLoop)
+	goLoop(a.reconcileLoop)
+	goLoop(a.bootstrap)
 
 	var runErr error
 	select {
@@ -184,17 +277,52 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopGRPC(peerSrv)
 	}
 	wg.Wait()
-	_ = os.Remove(a.cfg.SocketPath())
-	if !a.cfg.KeepPostgresOnExit {
-		sctx, scancel := context.WithTimeout(context.Background(), 90*time.Second)
-		if err := a.pg.Stop(sctx); err != nil {
-			runErr = errors.Join(runErr, err)
+	if n := a.raftNode(); n != nil {
+		if err := n.Shutdown(); err != nil {
+			a.log.Warn("raft shutdown", "err", err)
 		}
-		scancel()
 	}
-	a.pg.Close()
+	_ = os.Remove(a.cfg.SocketPath())
+	sctx, scancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer scancel()
+	if a.vip != nil {
+		if err := a.vip.Close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("release vip: %w", err))
+		}
+	}
+	if a.pg != nil {
+		if !a.cfg.KeepPostgresOnExit {
+			if err := a.pg.Stop(sctx); err != nil {
+				runErr = errors.Join(runErr, err)
+			}
+		}
+		a.pg.Close()
+	}
 	a.log.Info("agent stopped")
 	return runErr
+}
+
+// dialMembers prepares an mTLS client to every other member's Peer API. It
+// reconnects fast: grpc's default backoff (up to two minutes) would hide a
+// peer that is back.
+func (a *Agent) dialMembers() error {
+	for _, m := range a.cfg.Members {
+		if m.Name == a.cfg.NodeName {
+			continue
+		}
+		conn, err := grpc.NewClient(m.AgentAddr(),
+			grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(a.id, m.Name))),
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+				MinConnectTimeout: time.Second,
+			}))
+		if err != nil {
+			return fmt.Errorf("peer client for %s at %s: %w", m.Name, m.AgentAddr(), err)
+		}
+		a.conns = append(a.conns, conn)
+		a.clients[m.Name] = hapb.NewPeerClient(conn)
+	}
+	return nil
 }
 
 // stopGRPC stops accepting, lets calls in flight finish for a moment, then
@@ -239,21 +367,32 @@ func listenUnix(path string) (net.Listener, error) {
 }
 
 // bootstrap brings the database up once at start: start what exists, or
-// make what the configuration asks for.
+// make what the configuration asks for. Afterwards the reconciler keeps it
+// in the role the cluster decided.
 func (a *Agent) bootstrap(ctx context.Context) {
+	if a.pg == nil {
+		return
+	}
 	defer a.kickSampler()
-	st, err := a.pg.Status(ctx)
-	if err != nil && st.Role == pg.RoleUnknown {
+	defer a.kickReconcile()
+	exists, err := a.pg.Initialized()
+	if err != nil {
 		a.fail("bootstrap", fmt.Errorf("read database state: %w", err))
 		return
 	}
 	switch {
-	case st.Role != pg.RoleUninitialized:
-		if err := a.pg.Start(ctx); err != nil {
-			a.fail("start", err)
-			return
+	case exists && a.marker.deactivated():
+		a.log.Info("this node was deactivated by a teardown; its database stays stopped")
+	case exists:
+		// The reconciler starts it in the role the cluster decided; a
+		// stand-alone node (or one outside any cluster) just starts.
+		if a.raftNode() == nil {
+			if err := a.pg.Start(ctx); err != nil {
+				a.fail("start", err)
+				return
+			}
+			a.events.add(a.cfg.NodeName, "database", "PostgreSQL started")
 		}
-		a.events.add(a.cfg.NodeName, "database", "PostgreSQL started")
 	case a.cfg.Bootstrap == BootstrapPrimary:
 		if err := a.pg.Init(ctx); err != nil {
 			a.fail("init", err)
@@ -261,13 +400,14 @@ func (a *Agent) bootstrap(ctx context.Context) {
 		}
 		a.events.add(a.cfg.NodeName, "database", "PostgreSQL initialised as primary")
 	case a.cfg.Bootstrap == BootstrapStandby:
-		if err := a.cloneFromPeer(ctx); err != nil {
+		peer, _ := a.cfg.PeerMember()
+		if err := a.cloneFrom(ctx, peer.Name, time.Duration(a.cfg.Timers.Bootstrap)); err != nil {
 			a.fail("clone", err)
 			return
 		}
-		a.events.add(a.cfg.NodeName, "database", "PostgreSQL cloned from "+a.cfg.Peer.Name+" and streaming")
+		a.events.add(a.cfg.NodeName, "database", "PostgreSQL cloned from "+peer.Name+" and streaming")
 	default:
-		a.log.Info("no database and no bootstrap configured: nothing to start")
+		a.log.Info("no database and no bootstrap configured: waiting to be cloned from the Active node")
 	}
 }
 
@@ -279,30 +419,53 @@ func (a *Agent) fail(op string, err error) {
 	a.events.add(a.cfg.NodeName, "error", op+": "+err.Error())
 }
 
-// cloneFromPeer asks the peer for its replication source, retrying (bounded
-// by BootstrapTimeout) while the peer's database is not up yet, then clones.
-func (a *Agent) cloneFromPeer(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.cfg.BootstrapTimeout))
+// replicationSource asks member's agent how to stream from it (it ensures
+// the slot it keeps for this node).
+func (a *Agent) replicationSource(ctx context.Context, member string) (*hapb.ReplicationSource, error) {
+	c, ok := a.clients[member]
+	if !ok {
+		return nil, fmt.Errorf("no client for %s", member)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Duration(a.cfg.Timers.PeerTimeout))
+	defer cancel()
+	src, err := c.GetReplicationSource(cctx, &hapb.ReplicationSourceRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("ask %s for a replication source: %w", member, err)
+	}
+	return src, nil
+}
+
+// upstreamOf is where a standby of src streams from: the source's
+// heartbeat-link address first, then its public one (libpq tries in order).
+func (a *Agent) upstreamOf(src *hapb.ReplicationSource) pg.Upstream {
+	host := src.GetHost()
+	if m, ok := a.cfg.Member(src.GetNode()); ok && m.HeartbeatAddr != "" {
+		host = m.HeartbeatAddr + "," + m.PublicAddr
+	}
+	return pg.Upstream{Host: host, Port: int(src.GetPort()), SlotName: src.GetSlotName()}
+}
+
+// cloneFrom asks member for its replication source, retrying (bounded by
+// wait) while its database is not up yet, then clones.
+func (a *Agent) cloneFrom(ctx context.Context, member string, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var src *hapb.ReplicationSource
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		cctx, ccancel := context.WithTimeout(ctx, time.Duration(a.cfg.PeerTimeout)*3)
-		src, lastErr = a.peerClient.GetReplicationSource(cctx, &hapb.ReplicationSourceRequest{})
-		ccancel()
+		src, lastErr = a.replicationSource(ctx, member)
 		if lastErr == nil {
 			break
 		}
-		a.log.Info("waiting for the peer's database to clone from", "attempt", attempt, "err", lastErr)
+		a.log.Info("waiting for a database to clone from", "from", member, "attempt", attempt, "err", lastErr)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("ask %s for a replication source (%d attempts): %w", a.cfg.Peer.Name, attempt, lastErr)
+			return fmt.Errorf("clone from %s (%d attempts): %w", member, attempt, lastErr)
 		case <-time.After(time.Second):
 		}
 	}
-	up := pg.Upstream{Host: src.GetHost(), Port: int(src.GetPort()), SlotName: src.GetSlotName()}
 	cred := pg.Credential{User: src.GetUser(), Password: src.GetPassword()}
-	return a.pg.Clone(ctx, up, cred)
+	return a.pg.Clone(ctx, a.upstreamOf(src), cred)
 }
 
 func (a *Agent) kickSampler() {
@@ -310,4 +473,17 @@ func (a *Agent) kickSampler() {
 	case a.kick <- struct{}{}:
 	default:
 	}
+}
+
+func (a *Agent) kickReconcile() {
+	select {
+	case a.recon <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) raftNode() *cluster.Node {
+	a.nodeMu.Lock()
+	defer a.nodeMu.Unlock()
+	return a.node
 }

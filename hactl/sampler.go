@@ -5,24 +5,22 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/hapair/hapair/hactl/cluster"
 	"github.com/hapair/hapair/hactl/hapb"
-	"github.com/hapair/hapair/hactl/pki"
 )
 
 // systemEvery: host facts move slowly and would otherwise make every sample
 // a "change" for the watchers.
 const systemEvery = 5 * time.Second
 
-// sampleLoop reads the local database (and, less often, the host) every
-// SampleInterval or when kicked, and publishes the result.
+// sampleLoop reads the local database, VIP and (less often) host every
+// Sample interval or when kicked, and publishes the result.
 func (a *Agent) sampleLoop(ctx context.Context) {
-	t := time.NewTicker(time.Duration(a.cfg.SampleInterval))
+	t := time.NewTicker(time.Duration(a.cfg.Timers.Sample))
 	defer t.Stop()
 	var lastSys time.Time
 	for {
@@ -52,27 +50,40 @@ func (a *Agent) sampleSystem() {
 }
 
 func (a *Agent) sampleLocal(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(a.cfg.PeerTimeout))
-	st, err := a.pg.Status(sctx)
-	cancel()
-	if ctx.Err() != nil {
-		return
-	}
-	db := databaseStatus(st, err, a.pg.ListenAddr(), a.pg.Port())
-	role := nodeRoleOf(db)
-	if a.cfg.Peer == nil {
-		role = hapb.NodeRole_NODE_ROLE_STANDALONE
-	}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(a.cfg.Timers.PeerTimeout))
+	defer cancel()
+	self := a.cfg.Self()
 	n := &hapb.NodeStatus{
 		Name:           a.cfg.NodeName,
-		PublicAddr:     a.cfg.PublicAddr,
-		HeartbeatAddr:  a.cfg.HeartbeatAddr,
-		Role:           role,
-		Database:       db,
+		PublicAddr:     self.PublicAddr,
+		HeartbeatAddr:  self.HeartbeatAddr,
 		AgentVersion:   Version,
 		AgentStartedAt: timestamppb.New(a.started),
-		SampledAt:      timestamppb.Now(),
 	}
+	var db *hapb.DatabaseStatus
+	if a.pg != nil {
+		st, err := a.pg.Status(sctx)
+		if ctx.Err() != nil {
+			return
+		}
+		db = databaseStatus(st, err, a.pg.ListenAddr(), a.pg.Port())
+		n.Database = db
+	}
+	if a.vip != nil {
+		held, err := a.vip.Held(sctx)
+		n.HoldsVip = err == nil && held
+	}
+	m := a.marker.get()
+	n.TornDown, n.Deactivated, n.ClusterId = m.TornDown, m.Deactivated, m.ClusterID
+	var st *cluster.State
+	if node := a.raftNode(); node != nil {
+		st = node.State()
+		n.RaftState = node.RaftState()
+		n.Leader, _ = node.Leader()
+		n.ClusterId, n.Epoch = st.ID, st.Epoch
+	}
+	n.Role = a.roleOf(st, db)
+	n.SampledAt = timestamppb.Now()
 	a.mu.Lock()
 	n.System = a.system
 	prev := a.lastRole
@@ -82,6 +93,28 @@ func (a *Agent) sampleLocal(ctx context.Context) {
 	if prev != db.GetRole() && prev != hapb.DatabaseRole_DATABASE_ROLE_UNSPECIFIED {
 		a.events.add(a.cfg.NodeName, "database", fmt.Sprintf("PostgreSQL is now %s (was %s)", dbRoleWord(db.GetRole()), dbRoleWord(prev)))
 	}
+}
+
+// roleOf is this node's role: Active is the leader that promoted its
+// database and took the VIP; the rest follows from the cluster state and
+// the database itself.
+func (a *Agent) roleOf(st *cluster.State, db *hapb.DatabaseStatus) hapb.NodeRole {
+	switch {
+	case a.cfg.IsWitness():
+		return hapb.NodeRole_NODE_ROLE_WITNESS
+	case a.marker.standalone() || st == nil || st.ID == "" && len(a.cfg.Members) < 2:
+		return hapb.NodeRole_NODE_ROLE_STANDALONE
+	}
+	if me, ok := st.Member(a.cfg.NodeName); ok && me.Stopped {
+		return hapb.NodeRole_NODE_ROLE_STOPPED
+	}
+	switch {
+	case a.established.Load() && db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
+		return hapb.NodeRole_NODE_ROLE_ACTIVE
+	case db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
+		return hapb.NodeRole_NODE_ROLE_STANDBY
+	}
+	return hapb.NodeRole_NODE_ROLE_STOPPED
 }
 
 func dbRoleWord(r hapb.DatabaseRole) string {
@@ -105,38 +138,26 @@ func (a *Agent) localStatus() *hapb.NodeStatus {
 	return a.local
 }
 
-// dialPeer prepares the mTLS client to the peer agent. It reconnects fast:
-// grpc's default backoff (up to two minutes) would hide a peer that is back.
-func (a *Agent) dialPeer() error {
-	conn, err := grpc.NewClient(a.cfg.Peer.AgentAddr,
-		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(a.id, a.cfg.Peer.Name))),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: time.Second,
-		}))
-	if err != nil {
-		return fmt.Errorf("peer client for %s: %w", a.cfg.Peer.AgentAddr, err)
-	}
-	a.peerConn = conn
-	a.peerClient = hapb.NewPeerClient(conn)
-	return nil
-}
-
-// peerLoop asks the peer agent for its status every SampleInterval.
+// peerLoop asks the peer agent for its status every Sample interval.
 func (a *Agent) peerLoop(ctx context.Context) {
-	if a.peerClient == nil {
+	peer, ok := a.cfg.PeerMember()
+	if !ok {
 		return
 	}
-	t := time.NewTicker(time.Duration(a.cfg.SampleInterval))
+	client, ok := a.clients[peer.Name]
+	if !ok {
+		return
+	}
+	t := time.NewTicker(time.Duration(a.cfg.Timers.Sample))
 	defer t.Stop()
 	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Duration(a.cfg.PeerTimeout))
-		st, err := a.peerClient.GetNodeStatus(cctx, &hapb.NodeStatusRequest{})
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(a.cfg.Timers.PeerTimeout))
+		st, err := client.GetNodeStatus(cctx, &hapb.NodeStatusRequest{})
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		a.notePeer(st, err)
+		a.notePeer(peer.Name, st, err)
 		a.publish()
 		select {
 		case <-ctx.Done():
@@ -146,7 +167,7 @@ func (a *Agent) peerLoop(ctx context.Context) {
 	}
 }
 
-func (a *Agent) notePeer(st *hapb.NodeStatus, err error) {
+func (a *Agent) notePeer(name string, st *hapb.NodeStatus, err error) {
 	a.mu.Lock()
 	v := proto.Clone(a.peer).(*hapb.PeerView)
 	wasUp := a.peerWasUp
@@ -161,9 +182,24 @@ func (a *Agent) notePeer(st *hapb.NodeStatus, err error) {
 	a.mu.Unlock()
 	switch {
 	case v.Reachable && !wasUp:
-		a.events.add(a.cfg.NodeName, "peer", a.cfg.Peer.Name+" is reachable")
+		a.events.add(a.cfg.NodeName, "peer", name+" is reachable")
 	case !v.Reachable && wasUp:
-		a.events.add(a.cfg.NodeName, "peer", a.cfg.Peer.Name+" is unreachable: "+v.Error)
+		a.events.add(a.cfg.NodeName, "peer", name+" is unreachable: "+v.Error)
+	}
+	// A peer that tore our cluster down while we could not hear it: learn
+	// it now (it cannot reach us through consensus any more).
+	if err == nil && st.GetTornDown() {
+		if n := a.raftNode(); n != nil && n.State().ID != "" && n.State().ID == st.GetClusterId() {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				a.opMu.Lock()
+				defer a.opMu.Unlock()
+				if !a.marker.standalone() {
+					a.deactivate(ctx, st.GetClusterId(), name)
+				}
+			}()
+		}
 	}
 }
 
@@ -175,34 +211,115 @@ func (a *Agent) publish() {
 	if local == nil {
 		return
 	}
-	health, reason := clusterHealth(local, peer, a.cfg.Peer != nil)
-	cluster := &hapb.ClusterView{
-		Name:         a.cfg.ClusterName,
-		Health:       health,
-		HealthReason: reason,
-		Members: []*hapb.Member{{
-			Name: a.cfg.NodeName, PublicAddr: a.cfg.PublicAddr, HeartbeatAddr: a.cfg.HeartbeatAddr,
-			AgentAddr: a.cfg.ListenPeer, Kind: "data",
-		}},
+	var st *cluster.State
+	if n := a.raftNode(); n != nil {
+		st = n.State()
 	}
-	if p := a.cfg.Peer; p != nil {
-		cluster.Members = append(cluster.Members, &hapb.Member{
-			Name: p.Name, PublicAddr: p.PublicAddr, HeartbeatAddr: p.HeartbeatAddr, AgentAddr: p.AgentAddr, Kind: "data",
-		})
-		for _, n := range []*hapb.NodeStatus{local, peer.GetStatus()} {
-			if n.GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
-				cluster.ActiveNode = n.GetName()
+	_, hasPeer := a.cfg.PeerMember()
+	s := &hapb.Snapshot{
+		SampledAt: timestamppb.Now(),
+		Local:     local,
+		Cluster:   a.clusterView(st, local, peer),
+	}
+	if hasPeer {
+		s.Peer = peer
+	}
+	if hb := a.heartbeats(); hb != nil {
+		for _, l := range hb.Status() {
+			ls := &hapb.LinkStatus{
+				Name: l.Name, LocalAddr: l.Listen, PeerAddr: l.Peer, Connected: l.Connected,
+				Missed: l.Missed, Sent: l.Sent, Received: l.Received,
+			}
+			if l.RTT > 0 {
+				ls.Rtt = durationpb.New(l.RTT)
+			}
+			if !l.LastSeen.IsZero() {
+				ls.LastSeen = timestamppb.New(l.LastSeen)
+			}
+			s.Links = append(s.Links, ls)
+		}
+	}
+	s.RecentEvents = a.recentEvents(st, 20)
+	a.hub.publish(s)
+}
+
+// recentEvents merges the replicated history with this agent's own events,
+// newest first.
+func (a *Agent) recentEvents(st *cluster.State, n int) []*hapb.Event {
+	local := a.events.newest(n)
+	if st == nil || len(st.Events) == 0 {
+		return local
+	}
+	var out []*hapb.Event
+	i, j := len(st.Events)-1, 0
+	for len(out) < n && (i >= 0 || j < len(local)) {
+		if i >= 0 && (j >= len(local) || !st.Events[i].Time.Before(local[j].GetTime().AsTime())) {
+			e := st.Events[i]
+			out = append(out, &hapb.Event{Seq: e.Seq, Time: timestamppb.New(e.Time), Node: e.Node, Kind: e.Kind, Detail: e.Detail})
+			i--
+		} else {
+			out = append(out, local[j])
+			j++
+		}
+	}
+	return out
+}
+
+func (a *Agent) clusterView(st *cluster.State, local *hapb.NodeStatus, peer *hapb.PeerView) *hapb.ClusterView {
+	cv := &hapb.ClusterView{Name: a.cfg.ClusterName}
+	_, hasPeer := a.cfg.PeerMember()
+	health, reason := clusterHealth(local, peer, hasPeer && !a.marker.standalone())
+	if a.cfg.IsWitness() {
+		health, reason = hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY, ""
+		if local.GetLeader() == "" {
+			health, reason = hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED, "no leader: the data nodes are not reachable"
+		}
+	}
+	cv.Health, cv.HealthReason = health, reason
+	if st == nil || st.ID == "" {
+		return cv
+	}
+	cv.Name, cv.Id, cv.ActiveNode, cv.Epoch = st.Name, st.ID, st.Active, st.Epoch
+	cv.Maintenance, cv.ReplicationMode = st.Maintenance, st.Settings.ReplicationMode
+	voters := map[string]bool{}
+	if n := a.raftNode(); n != nil {
+		if vs, err := n.Voters(); err == nil {
+			for _, v := range vs {
+				voters[v] = true
 			}
 		}
 	}
-	s := &hapb.Snapshot{
-		SampledAt:    timestamppb.Now(),
-		Local:        local,
-		Cluster:      cluster,
-		RecentEvents: a.events.newest(20),
+	for _, m := range st.Members {
+		cv.Members = append(cv.Members, &hapb.Member{
+			Name: m.Name, Kind: m.Kind, PublicAddr: m.PublicAddr, HeartbeatAddr: m.HeartbeatAddr,
+			AgentAddr: m.AgentAddr, RaftAddr: m.RaftAddr, PgAddr: m.PGAddr, Stopped: m.Stopped, Voter: voters[m.Name],
+		})
+		if m.Kind == cluster.KindWitness {
+			cv.Witness = m.Name
+		}
 	}
-	if a.cfg.Peer != nil {
-		s.Peer = peer
+	if st.VIP != "" {
+		cv.Vip = &hapb.Vip{Address: st.VIP}
+		switch {
+		case local.GetHoldsVip():
+			cv.Vip.Holder = local.GetName()
+		case peer.GetReachable() && peer.GetStatus().GetHoldsVip():
+			cv.Vip.Holder = peer.GetName()
+		}
+		if cv.Vip.Holder != "" && cv.Vip.Holder == st.Active && !st.ActiveSince.IsZero() {
+			cv.Vip.Since = timestamppb.New(st.ActiveSince)
+		}
 	}
-	a.hub.publish(s)
+	if cv.Witness != "" {
+		cv.Protection = "three voters (witness " + cv.Witness + "): a node cut off from the majority stops writing and releases the VIP before the other may promote"
+	} else {
+		cv.Protection = "two nodes, no witness: a lost Active node is not replaced automatically (no third vote to rule out split-brain); planned stop and switchover work"
+	}
+	if st.Maintenance {
+		cv.Health, cv.HealthReason = hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED, "maintenance mode: automatic failover paused"
+		if health != hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY {
+			cv.Health, cv.HealthReason = health, reason
+		}
+	}
+	return cv
 }

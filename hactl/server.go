@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/hapair/hapair/hactl/cluster"
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/pg"
 	"github.com/hapair/hapair/hactl/pki"
@@ -77,7 +78,11 @@ func (s *agentServer) Events(_ context.Context, req *hapb.EventsRequest) (*hapb.
 	if n > maxEvents {
 		n = maxEvents
 	}
-	return &hapb.EventsResponse{Events: s.a.events.newest(n)}, nil
+	var st *cluster.State
+	if node := s.a.raftNode(); node != nil {
+		st = node.State()
+	}
+	return &hapb.EventsResponse{Events: s.a.recentEvents(st, n)}, nil
 }
 
 // peerServer is the Peer API on the cluster link. mTLS already proved the
@@ -101,10 +106,85 @@ func (s *peerServer) caller(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", status.Errorf(codes.Unauthenticated, "peer certificate: %v", err)
 	}
-	if cfg := s.a.cfg.Peer; cfg == nil || name != cfg.Name {
-		return "", status.Errorf(codes.PermissionDenied, "%s is not this node's peer", name)
+	if _, ok := s.a.cfg.Member(name); !ok || name == s.a.cfg.NodeName {
+		return "", status.Errorf(codes.PermissionDenied, "%s is not a member of this cluster", name)
 	}
 	return name, nil
+}
+
+func (s *peerServer) leader() (*cluster.Node, error) {
+	n := s.a.raftNode()
+	if n == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this node is not in a cluster")
+	}
+	if !n.IsLeader() {
+		l, _ := n.Leader()
+		return nil, status.Errorf(codes.FailedPrecondition, "%s is not the leader (leader: %q)", s.a.cfg.NodeName, l)
+	}
+	return n, nil
+}
+
+func (s *peerServer) Apply(ctx context.Context, req *hapb.ApplyRequest) (*hapb.ApplyResponse, error) {
+	caller, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.leader()
+	if err != nil {
+		return nil, err
+	}
+	c, err := cluster.DecodeCommand(req.GetCommand())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	// A member speaks for itself only.
+	if c.Node != caller || c.Type == cluster.CmdInit || c.Type == cluster.CmdPromoted {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not apply a %s command for %q", caller, c.Type, c.Node)
+	}
+	idx, err := n.ApplyRaw(req.GetCommand(), 5*time.Second)
+	if err != nil {
+		return nil, status.Errorf(codes.Aborted, "%v", err)
+	}
+	return &hapb.ApplyResponse{Index: idx}, nil
+}
+
+func (s *peerServer) Join(ctx context.Context, req *hapb.JoinRequest) (*hapb.JoinResponse, error) {
+	caller, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.leader()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetNode() != caller {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not add %q", caller, req.GetNode())
+	}
+	m, _ := s.a.cfg.Member(caller)
+	if err := n.AddVoter(caller, m.RaftAddr()); err != nil {
+		return nil, status.Errorf(codes.Aborted, "%v", err)
+	}
+	s.a.log.Info("member joined the voters", "member", caller)
+	return &hapb.JoinResponse{}, nil
+}
+
+func (s *peerServer) Leave(ctx context.Context, req *hapb.LeaveRequest) (*hapb.LeaveResponse, error) {
+	caller, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.leader()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetNode() != caller {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not remove %q", caller, req.GetNode())
+	}
+	if err := n.RemoveServer(caller); err != nil {
+		return nil, status.Errorf(codes.Aborted, "%v", err)
+	}
+	s.a.log.Info("member left the voters", "member", caller)
+	return &hapb.LeaveResponse{}, nil
 }
 
 func (s *peerServer) GetNodeStatus(ctx context.Context, _ *hapb.NodeStatusRequest) (*hapb.NodeStatus, error) {
@@ -122,6 +202,12 @@ func (s *peerServer) GetReplicationSource(ctx context.Context, _ *hapb.Replicati
 	name, err := s.caller(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if s.a.pg == nil {
+		return nil, status.Error(codes.FailedPrecondition, "the witness has no database")
+	}
+	if m, _ := s.a.cfg.Member(name); m.Kind != cluster.KindData {
+		return nil, status.Errorf(codes.PermissionDenied, "%s is not a data node", name)
 	}
 	if role := s.a.localStatus().GetDatabase().GetRole(); role != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
 		return nil, status.Errorf(codes.FailedPrecondition, "%s's database is %s, not primary", s.a.cfg.NodeName, dbRoleWord(role))

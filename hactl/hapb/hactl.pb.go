@@ -402,8 +402,23 @@ type NodeStatus struct {
 	AgentVersion   string                 `protobuf:"bytes,7,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	AgentStartedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=agent_started_at,json=agentStartedAt,proto3" json:"agent_started_at,omitempty"`
 	SampledAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=sampled_at,json=sampledAt,proto3" json:"sampled_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// cluster_id is the cluster this node belongs to (empty: none).
+	ClusterId string `protobuf:"bytes,10,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// torn_down: this node tore its cluster down and runs stand-alone.
+	TornDown bool `protobuf:"varint,11,opt,name=torn_down,json=tornDown,proto3" json:"torn_down,omitempty"`
+	// deactivated: this node was told its cluster was torn down; it refuses
+	// to rejoin without a new deployment.
+	Deactivated bool `protobuf:"varint,12,opt,name=deactivated,proto3" json:"deactivated,omitempty"`
+	// raft_state is this agent's consensus state (leader, follower, ...).
+	RaftState string `protobuf:"bytes,13,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	// leader is the node this agent believes leads the cluster.
+	Leader string `protobuf:"bytes,14,opt,name=leader,proto3" json:"leader,omitempty"`
+	// holds_vip: this node really has the VIP now (read from the system).
+	HoldsVip bool `protobuf:"varint,15,opt,name=holds_vip,json=holdsVip,proto3" json:"holds_vip,omitempty"`
+	// epoch is the cluster's epoch as applied on this node.
+	Epoch         uint64 `protobuf:"varint,16,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -497,6 +512,55 @@ func (x *NodeStatus) GetSampledAt() *timestamppb.Timestamp {
 		return x.SampledAt
 	}
 	return nil
+}
+
+func (x *NodeStatus) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetTornDown() bool {
+	if x != nil {
+		return x.TornDown
+	}
+	return false
+}
+
+func (x *NodeStatus) GetDeactivated() bool {
+	if x != nil {
+		return x.Deactivated
+	}
+	return false
+}
+
+func (x *NodeStatus) GetRaftState() string {
+	if x != nil {
+		return x.RaftState
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetHoldsVip() bool {
+	if x != nil {
+		return x.HoldsVip
+	}
+	return false
+}
+
+func (x *NodeStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // DatabaseStatus is PostgreSQL's own view of itself, read with SQL.
@@ -1263,6 +1327,13 @@ type Member struct {
 	HeartbeatAddr string                 `protobuf:"bytes,3,opt,name=heartbeat_addr,json=heartbeatAddr,proto3" json:"heartbeat_addr,omitempty"`
 	AgentAddr     string                 `protobuf:"bytes,4,opt,name=agent_addr,json=agentAddr,proto3" json:"agent_addr,omitempty"`
 	Kind          string                 `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,6,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	// pg_addr is host:port of the member's PostgreSQL (data nodes).
+	PgAddr string `protobuf:"bytes,7,opt,name=pg_addr,json=pgAddr,proto3" json:"pg_addr,omitempty"`
+	// stopped: an operator stopped cluster services on this member.
+	Stopped bool `protobuf:"varint,8,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	// voter: the member votes in the consensus now.
+	Voter         bool `protobuf:"varint,9,opt,name=voter,proto3" json:"voter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1330,6 +1401,34 @@ func (x *Member) GetKind() string {
 		return x.Kind
 	}
 	return ""
+}
+
+func (x *Member) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *Member) GetPgAddr() string {
+	if x != nil {
+		return x.PgAddr
+	}
+	return ""
+}
+
+func (x *Member) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
+}
+
+func (x *Member) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
 }
 
 type Vip struct {
@@ -2235,6 +2334,263 @@ func (*ReplicationSourceRequest) Descriptor() ([]byte, []int) {
 	return file_hactl_proto_rawDescGZIP(), []int{27}
 }
 
+type ApplyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command is a JSON-encoded command of the replicated state machine.
+	Command       []byte `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRequest) Reset() {
+	*x = ApplyRequest{}
+	mi := &file_hactl_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRequest) ProtoMessage() {}
+
+func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hactl_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRequest) Descriptor() ([]byte, []int) {
+	return file_hactl_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ApplyRequest) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type ApplyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResponse) Reset() {
+	*x = ApplyResponse{}
+	mi := &file_hactl_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResponse) ProtoMessage() {}
+
+func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hactl_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
+func (*ApplyResponse) Descriptor() ([]byte, []int) {
+	return file_hactl_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ApplyResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_hactl_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hactl_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_hactl_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *JoinRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+type JoinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_hactl_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hactl_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_hactl_proto_rawDescGZIP(), []int{31}
+}
+
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_hactl_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hactl_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_hactl_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LeaveRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_hactl_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hactl_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_hactl_proto_rawDescGZIP(), []int{33}
+}
+
 type ReplicationSource struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Host     string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
@@ -2251,7 +2607,7 @@ type ReplicationSource struct {
 
 func (x *ReplicationSource) Reset() {
 	*x = ReplicationSource{}
-	mi := &file_hactl_proto_msgTypes[28]
+	mi := &file_hactl_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2619,7 @@ func (x *ReplicationSource) String() string {
 func (*ReplicationSource) ProtoMessage() {}
 
 func (x *ReplicationSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hactl_proto_msgTypes[28]
+	mi := &file_hactl_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2632,7 @@ func (x *ReplicationSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationSource.ProtoReflect.Descriptor instead.
 func (*ReplicationSource) Descriptor() ([]byte, []int) {
-	return file_hactl_proto_rawDescGZIP(), []int{28}
+	return file_hactl_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicationSource) GetHost() string {
@@ -2338,7 +2694,7 @@ const file_hactl_proto_rawDesc = "" +
 	"\x04peer\x18\x05 \x01(\v2\x19.hapair.hactl.v1.PeerViewR\x04peer\x126\n" +
 	"\acluster\x18\x06 \x01(\v2\x1c.hapair.hactl.v1.ClusterViewR\acluster\x121\n" +
 	"\x05links\x18\a \x03(\v2\x1b.hapair.hactl.v1.LinkStatusR\x05links\x12;\n" +
-	"\rrecent_events\x18\b \x03(\v2\x16.hapair.hactl.v1.EventR\frecentEvents\"\xb1\x03\n" +
+	"\rrecent_events\x18\b \x03(\v2\x16.hapair.hactl.v1.EventR\frecentEvents\"\xf9\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
@@ -2351,7 +2707,17 @@ const file_hactl_proto_rawDesc = "" +
 	"\ragent_version\x18\a \x01(\tR\fagentVersion\x12D\n" +
 	"\x10agent_started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0eagentStartedAt\x129\n" +
 	"\n" +
-	"sampled_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tsampledAt\"\x96\x05\n" +
+	"sampled_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tsampledAt\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\n" +
+	" \x01(\tR\tclusterId\x12\x1b\n" +
+	"\ttorn_down\x18\v \x01(\bR\btornDown\x12 \n" +
+	"\vdeactivated\x18\f \x01(\bR\vdeactivated\x12\x1d\n" +
+	"\n" +
+	"raft_state\x18\r \x01(\tR\traftState\x12\x16\n" +
+	"\x06leader\x18\x0e \x01(\tR\x06leader\x12\x1b\n" +
+	"\tholds_vip\x18\x0f \x01(\bR\bholdsVip\x12\x14\n" +
+	"\x05epoch\x18\x10 \x01(\x04R\x05epoch\"\x96\x05\n" +
 	"\x0eDatabaseStatus\x121\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x1d.hapair.hactl.v1.DatabaseRoleR\x04role\x12\x1a\n" +
 	"\btimeline\x18\x02 \x01(\rR\btimeline\x12\x1f\n" +
@@ -2446,7 +2812,7 @@ const file_hactl_proto_rawDesc = "" +
 	"\vmaintenance\x18\n" +
 	" \x01(\bR\vmaintenance\x12)\n" +
 	"\x10replication_mode\x18\v \x01(\tR\x0freplicationMode\x121\n" +
-	"\amembers\x18\f \x03(\v2\x17.hapair.hactl.v1.MemberR\amembers\"\x97\x01\n" +
+	"\amembers\x18\f \x03(\v2\x17.hapair.hactl.v1.MemberR\amembers\"\xfd\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vpublic_addr\x18\x02 \x01(\tR\n" +
@@ -2454,7 +2820,11 @@ const file_hactl_proto_rawDesc = "" +
 	"\x0eheartbeat_addr\x18\x03 \x01(\tR\rheartbeatAddr\x12\x1d\n" +
 	"\n" +
 	"agent_addr\x18\x04 \x01(\tR\tagentAddr\x12\x12\n" +
-	"\x04kind\x18\x05 \x01(\tR\x04kind\"i\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\x12\x1b\n" +
+	"\traft_addr\x18\x06 \x01(\tR\braftAddr\x12\x17\n" +
+	"\apg_addr\x18\a \x01(\tR\x06pgAddr\x12\x18\n" +
+	"\astopped\x18\b \x01(\bR\astopped\x12\x14\n" +
+	"\x05voter\x18\t \x01(\bR\x05voter\"i\n" +
 	"\x03Vip\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x120\n" +
@@ -2510,7 +2880,18 @@ const file_hactl_proto_rawDesc = "" +
 	"\x0eEventsResponse\x12.\n" +
 	"\x06events\x18\x01 \x03(\v2\x16.hapair.hactl.v1.EventR\x06events\"\x13\n" +
 	"\x11NodeStatusRequest\"\x1a\n" +
-	"\x18ReplicationSourceRequest\"\x9c\x01\n" +
+	"\x18ReplicationSourceRequest\"(\n" +
+	"\fApplyRequest\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\"%\n" +
+	"\rApplyResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\">\n" +
+	"\vJoinRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\"\x0e\n" +
+	"\fJoinResponse\"\"\n" +
+	"\fLeaveRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\x0f\n" +
+	"\rLeaveResponse\"\x9c\x01\n" +
 	"\x11ReplicationSource\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x12\n" +
@@ -2548,10 +2929,13 @@ const file_hactl_proto_rawDesc = "" +
 	"\n" +
 	"Switchover\x12\".hapair.hactl.v1.SwitchoverRequest\x1a\x19.hapair.hactl.v1.Progress0\x01\x12a\n" +
 	"\x0eSetMaintenance\x12&.hapair.hactl.v1.SetMaintenanceRequest\x1a'.hapair.hactl.v1.SetMaintenanceResponse\x12I\n" +
-	"\x06Events\x12\x1e.hapair.hactl.v1.EventsRequest\x1a\x1f.hapair.hactl.v1.EventsResponse2\xbf\x01\n" +
+	"\x06Events\x12\x1e.hapair.hactl.v1.EventsRequest\x1a\x1f.hapair.hactl.v1.EventsResponse2\x94\x03\n" +
 	"\x04Peer\x12P\n" +
 	"\rGetNodeStatus\x12\".hapair.hactl.v1.NodeStatusRequest\x1a\x1b.hapair.hactl.v1.NodeStatus\x12e\n" +
-	"\x14GetReplicationSource\x12).hapair.hactl.v1.ReplicationSourceRequest\x1a\".hapair.hactl.v1.ReplicationSourceB*Z(github.com/hapair/hapair/hactl/hapb;hapbb\x06proto3"
+	"\x14GetReplicationSource\x12).hapair.hactl.v1.ReplicationSourceRequest\x1a\".hapair.hactl.v1.ReplicationSource\x12F\n" +
+	"\x05Apply\x12\x1d.hapair.hactl.v1.ApplyRequest\x1a\x1e.hapair.hactl.v1.ApplyResponse\x12C\n" +
+	"\x04Join\x12\x1c.hapair.hactl.v1.JoinRequest\x1a\x1d.hapair.hactl.v1.JoinResponse\x12F\n" +
+	"\x05Leave\x12\x1d.hapair.hactl.v1.LeaveRequest\x1a\x1e.hapair.hactl.v1.LeaveResponseB*Z(github.com/hapair/hapair/hactl/hapb;hapbb\x06proto3"
 
 var (
 	file_hactl_proto_rawDescOnce sync.Once
@@ -2566,7 +2950,7 @@ func file_hactl_proto_rawDescGZIP() []byte {
 }
 
 var file_hactl_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hactl_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_hactl_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_hactl_proto_goTypes = []any{
 	(NodeRole)(0),                    // 0: hapair.hactl.v1.NodeRole
 	(DatabaseRole)(0),                // 1: hapair.hactl.v1.DatabaseRole
@@ -2599,13 +2983,19 @@ var file_hactl_proto_goTypes = []any{
 	(*EventsResponse)(nil),           // 28: hapair.hactl.v1.EventsResponse
 	(*NodeStatusRequest)(nil),        // 29: hapair.hactl.v1.NodeStatusRequest
 	(*ReplicationSourceRequest)(nil), // 30: hapair.hactl.v1.ReplicationSourceRequest
-	(*ReplicationSource)(nil),        // 31: hapair.hactl.v1.ReplicationSource
-	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
+	(*ApplyRequest)(nil),             // 31: hapair.hactl.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 32: hapair.hactl.v1.ApplyResponse
+	(*JoinRequest)(nil),              // 33: hapair.hactl.v1.JoinRequest
+	(*JoinResponse)(nil),             // 34: hapair.hactl.v1.JoinResponse
+	(*LeaveRequest)(nil),             // 35: hapair.hactl.v1.LeaveRequest
+	(*LeaveResponse)(nil),            // 36: hapair.hactl.v1.LeaveResponse
+	(*ReplicationSource)(nil),        // 37: hapair.hactl.v1.ReplicationSource
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
 }
 var file_hactl_proto_depIdxs = []int32{
-	32, // 0: hapair.hactl.v1.Snapshot.sampled_at:type_name -> google.protobuf.Timestamp
-	32, // 1: hapair.hactl.v1.Snapshot.changed_at:type_name -> google.protobuf.Timestamp
+	38, // 0: hapair.hactl.v1.Snapshot.sampled_at:type_name -> google.protobuf.Timestamp
+	38, // 1: hapair.hactl.v1.Snapshot.changed_at:type_name -> google.protobuf.Timestamp
 	6,  // 2: hapair.hactl.v1.Snapshot.local:type_name -> hapair.hactl.v1.NodeStatus
 	11, // 3: hapair.hactl.v1.Snapshot.peer:type_name -> hapair.hactl.v1.PeerView
 	12, // 4: hapair.hactl.v1.Snapshot.cluster:type_name -> hapair.hactl.v1.ClusterView
@@ -2614,31 +3004,31 @@ var file_hactl_proto_depIdxs = []int32{
 	0,  // 7: hapair.hactl.v1.NodeStatus.role:type_name -> hapair.hactl.v1.NodeRole
 	7,  // 8: hapair.hactl.v1.NodeStatus.database:type_name -> hapair.hactl.v1.DatabaseStatus
 	10, // 9: hapair.hactl.v1.NodeStatus.system:type_name -> hapair.hactl.v1.SystemStatus
-	32, // 10: hapair.hactl.v1.NodeStatus.agent_started_at:type_name -> google.protobuf.Timestamp
-	32, // 11: hapair.hactl.v1.NodeStatus.sampled_at:type_name -> google.protobuf.Timestamp
+	38, // 10: hapair.hactl.v1.NodeStatus.agent_started_at:type_name -> google.protobuf.Timestamp
+	38, // 11: hapair.hactl.v1.NodeStatus.sampled_at:type_name -> google.protobuf.Timestamp
 	1,  // 12: hapair.hactl.v1.DatabaseStatus.role:type_name -> hapair.hactl.v1.DatabaseRole
-	32, // 13: hapair.hactl.v1.DatabaseStatus.last_replay_at:type_name -> google.protobuf.Timestamp
+	38, // 13: hapair.hactl.v1.DatabaseStatus.last_replay_at:type_name -> google.protobuf.Timestamp
 	8,  // 14: hapair.hactl.v1.DatabaseStatus.replicas:type_name -> hapair.hactl.v1.ReplicationRow
 	9,  // 15: hapair.hactl.v1.DatabaseStatus.wal_receiver:type_name -> hapair.hactl.v1.WalReceiver
-	32, // 16: hapair.hactl.v1.DatabaseStatus.started_at:type_name -> google.protobuf.Timestamp
-	33, // 17: hapair.hactl.v1.ReplicationRow.write_lag:type_name -> google.protobuf.Duration
-	33, // 18: hapair.hactl.v1.ReplicationRow.flush_lag:type_name -> google.protobuf.Duration
-	33, // 19: hapair.hactl.v1.ReplicationRow.replay_lag:type_name -> google.protobuf.Duration
-	32, // 20: hapair.hactl.v1.ReplicationRow.reply_time:type_name -> google.protobuf.Timestamp
-	32, // 21: hapair.hactl.v1.WalReceiver.last_msg_send_time:type_name -> google.protobuf.Timestamp
-	32, // 22: hapair.hactl.v1.WalReceiver.last_msg_receipt_time:type_name -> google.protobuf.Timestamp
-	33, // 23: hapair.hactl.v1.SystemStatus.host_uptime:type_name -> google.protobuf.Duration
+	38, // 16: hapair.hactl.v1.DatabaseStatus.started_at:type_name -> google.protobuf.Timestamp
+	39, // 17: hapair.hactl.v1.ReplicationRow.write_lag:type_name -> google.protobuf.Duration
+	39, // 18: hapair.hactl.v1.ReplicationRow.flush_lag:type_name -> google.protobuf.Duration
+	39, // 19: hapair.hactl.v1.ReplicationRow.replay_lag:type_name -> google.protobuf.Duration
+	38, // 20: hapair.hactl.v1.ReplicationRow.reply_time:type_name -> google.protobuf.Timestamp
+	38, // 21: hapair.hactl.v1.WalReceiver.last_msg_send_time:type_name -> google.protobuf.Timestamp
+	38, // 22: hapair.hactl.v1.WalReceiver.last_msg_receipt_time:type_name -> google.protobuf.Timestamp
+	39, // 23: hapair.hactl.v1.SystemStatus.host_uptime:type_name -> google.protobuf.Duration
 	6,  // 24: hapair.hactl.v1.PeerView.status:type_name -> hapair.hactl.v1.NodeStatus
-	32, // 25: hapair.hactl.v1.PeerView.last_contact:type_name -> google.protobuf.Timestamp
+	38, // 25: hapair.hactl.v1.PeerView.last_contact:type_name -> google.protobuf.Timestamp
 	2,  // 26: hapair.hactl.v1.ClusterView.health:type_name -> hapair.hactl.v1.ClusterHealth
 	14, // 27: hapair.hactl.v1.ClusterView.vip:type_name -> hapair.hactl.v1.Vip
 	13, // 28: hapair.hactl.v1.ClusterView.members:type_name -> hapair.hactl.v1.Member
-	32, // 29: hapair.hactl.v1.Vip.since:type_name -> google.protobuf.Timestamp
-	33, // 30: hapair.hactl.v1.LinkStatus.rtt:type_name -> google.protobuf.Duration
-	32, // 31: hapair.hactl.v1.LinkStatus.last_seen:type_name -> google.protobuf.Timestamp
-	32, // 32: hapair.hactl.v1.Event.time:type_name -> google.protobuf.Timestamp
-	33, // 33: hapair.hactl.v1.Progress.elapsed:type_name -> google.protobuf.Duration
-	32, // 34: hapair.hactl.v1.PairingTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 29: hapair.hactl.v1.Vip.since:type_name -> google.protobuf.Timestamp
+	39, // 30: hapair.hactl.v1.LinkStatus.rtt:type_name -> google.protobuf.Duration
+	38, // 31: hapair.hactl.v1.LinkStatus.last_seen:type_name -> google.protobuf.Timestamp
+	38, // 32: hapair.hactl.v1.Event.time:type_name -> google.protobuf.Timestamp
+	39, // 33: hapair.hactl.v1.Progress.elapsed:type_name -> google.protobuf.Duration
+	38, // 34: hapair.hactl.v1.PairingTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	16, // 35: hapair.hactl.v1.EventsResponse.events:type_name -> hapair.hactl.v1.Event
 	3,  // 36: hapair.hactl.v1.Agent.Status:input_type -> hapair.hactl.v1.StatusRequest
 	4,  // 37: hapair.hactl.v1.Agent.Watch:input_type -> hapair.hactl.v1.WatchRequest
@@ -2652,20 +3042,26 @@ var file_hactl_proto_depIdxs = []int32{
 	27, // 45: hapair.hactl.v1.Agent.Events:input_type -> hapair.hactl.v1.EventsRequest
 	29, // 46: hapair.hactl.v1.Peer.GetNodeStatus:input_type -> hapair.hactl.v1.NodeStatusRequest
 	30, // 47: hapair.hactl.v1.Peer.GetReplicationSource:input_type -> hapair.hactl.v1.ReplicationSourceRequest
-	5,  // 48: hapair.hactl.v1.Agent.Status:output_type -> hapair.hactl.v1.Snapshot
-	5,  // 49: hapair.hactl.v1.Agent.Watch:output_type -> hapair.hactl.v1.Snapshot
-	19, // 50: hapair.hactl.v1.Agent.PairingToken:output_type -> hapair.hactl.v1.PairingTokenResponse
-	17, // 51: hapair.hactl.v1.Agent.Deploy:output_type -> hapair.hactl.v1.Progress
-	17, // 52: hapair.hactl.v1.Agent.ClusterStop:output_type -> hapair.hactl.v1.Progress
-	17, // 53: hapair.hactl.v1.Agent.ClusterStart:output_type -> hapair.hactl.v1.Progress
-	17, // 54: hapair.hactl.v1.Agent.Teardown:output_type -> hapair.hactl.v1.Progress
-	17, // 55: hapair.hactl.v1.Agent.Switchover:output_type -> hapair.hactl.v1.Progress
-	26, // 56: hapair.hactl.v1.Agent.SetMaintenance:output_type -> hapair.hactl.v1.SetMaintenanceResponse
-	28, // 57: hapair.hactl.v1.Agent.Events:output_type -> hapair.hactl.v1.EventsResponse
-	6,  // 58: hapair.hactl.v1.Peer.GetNodeStatus:output_type -> hapair.hactl.v1.NodeStatus
-	31, // 59: hapair.hactl.v1.Peer.GetReplicationSource:output_type -> hapair.hactl.v1.ReplicationSource
-	48, // [48:60] is the sub-list for method output_type
-	36, // [36:48] is the sub-list for method input_type
+	31, // 48: hapair.hactl.v1.Peer.Apply:input_type -> hapair.hactl.v1.ApplyRequest
+	33, // 49: hapair.hactl.v1.Peer.Join:input_type -> hapair.hactl.v1.JoinRequest
+	35, // 50: hapair.hactl.v1.Peer.Leave:input_type -> hapair.hactl.v1.LeaveRequest
+	5,  // 51: hapair.hactl.v1.Agent.Status:output_type -> hapair.hactl.v1.Snapshot
+	5,  // 52: hapair.hactl.v1.Agent.Watch:output_type -> hapair.hactl.v1.Snapshot
+	19, // 53: hapair.hactl.v1.Agent.PairingToken:output_type -> hapair.hactl.v1.PairingTokenResponse
+	17, // 54: hapair.hactl.v1.Agent.Deploy:output_type -> hapair.hactl.v1.Progress
+	17, // 55: hapair.hactl.v1.Agent.ClusterStop:output_type -> hapair.hactl.v1.Progress
+	17, // 56: hapair.hactl.v1.Agent.ClusterStart:output_type -> hapair.hactl.v1.Progress
+	17, // 57: hapair.hactl.v1.Agent.Teardown:output_type -> hapair.hactl.v1.Progress
+	17, // 58: hapair.hactl.v1.Agent.Switchover:output_type -> hapair.hactl.v1.Progress
+	26, // 59: hapair.hactl.v1.Agent.SetMaintenance:output_type -> hapair.hactl.v1.SetMaintenanceResponse
+	28, // 60: hapair.hactl.v1.Agent.Events:output_type -> hapair.hactl.v1.EventsResponse
+	6,  // 61: hapair.hactl.v1.Peer.GetNodeStatus:output_type -> hapair.hactl.v1.NodeStatus
+	37, // 62: hapair.hactl.v1.Peer.GetReplicationSource:output_type -> hapair.hactl.v1.ReplicationSource
+	32, // 63: hapair.hactl.v1.Peer.Apply:output_type -> hapair.hactl.v1.ApplyResponse
+	34, // 64: hapair.hactl.v1.Peer.Join:output_type -> hapair.hactl.v1.JoinResponse
+	36, // 65: hapair.hactl.v1.Peer.Leave:output_type -> hapair.hactl.v1.LeaveResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -2682,7 +3078,7 @@ func file_hactl_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hactl_proto_rawDesc), len(file_hactl_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -526,6 +526,9 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 const (
 	Peer_GetNodeStatus_FullMethodName        = "/hapair.hactl.v1.Peer/GetNodeStatus"
 	Peer_GetReplicationSource_FullMethodName = "/hapair.hactl.v1.Peer/GetReplicationSource"
+	Peer_Apply_FullMethodName                = "/hapair.hactl.v1.Peer/Apply"
+	Peer_Join_FullMethodName                 = "/hapair.hactl.v1.Peer/Join"
+	Peer_Leave_FullMethodName                = "/hapair.hactl.v1.Peer/Leave"
 )
 
 // PeerClient is the client API for Peer service.
@@ -537,6 +540,13 @@ type PeerClient interface {
 	// GetReplicationSource tells a verified peer how to clone from or stream
 	// from this node's database: address, role credential and the peer's slot.
 	GetReplicationSource(ctx context.Context, in *ReplicationSourceRequest, opts ...grpc.CallOption) (*ReplicationSource, error)
+	// Apply asks the leader to commit a command to the replicated log
+	// (followers forward what they need decided).
+	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// Join asks the leader to add the calling node back as a voter.
+	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// Leave asks the leader to remove the calling node from the voters.
+	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
 type peerClient struct {
@@ -567,6 +577,36 @@ func (c *peerClient) GetReplicationSource(ctx context.Context, in *ReplicationSo
 	return out, nil
 }
 
+func (c *peerClient) Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, Peer_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinResponse)
+	err := c.cc.Invoke(ctx, Peer_Join_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveResponse)
+	err := c.cc.Invoke(ctx, Peer_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -576,6 +616,13 @@ type PeerServer interface {
 	// GetReplicationSource tells a verified peer how to clone from or stream
 	// from this node's database: address, role credential and the peer's slot.
 	GetReplicationSource(context.Context, *ReplicationSourceRequest) (*ReplicationSource, error)
+	// Apply asks the leader to commit a command to the replicated log
+	// (followers forward what they need decided).
+	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// Join asks the leader to add the calling node back as a voter.
+	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// Leave asks the leader to remove the calling node from the voters.
+	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -591,6 +638,15 @@ func (UnimplementedPeerServer) GetNodeStatus(context.Context, *NodeStatusRequest
 }
 func (UnimplementedPeerServer) GetReplicationSource(context.Context, *ReplicationSourceRequest) (*ReplicationSource, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReplicationSource not implemented")
+}
+func (UnimplementedPeerServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedPeerServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedPeerServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -649,6 +705,60 @@ func _Peer_GetReplicationSource_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Apply_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Apply(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Apply_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Apply(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Join(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Join_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Join(ctx, req.(*JoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -663,6 +773,18 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReplicationSource",
 			Handler:    _Peer_GetReplicationSource_Handler,
+		},
+		{
+			MethodName: "Apply",
+			Handler:    _Peer_Apply_Handler,
+		},
+		{
+			MethodName: "Join",
+			Handler:    _Peer_Join_Handler,
+		},
+		{
+			MethodName: "Leave",
+			Handler:    _Peer_Leave_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

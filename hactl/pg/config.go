@@ -59,8 +59,11 @@ type Config struct {
 	// BaseDir is the controller's directory (see the package comment).
 	BaseDir string
 	// ListenAddr is the address PostgreSQL listens on for TCP (the node's
-	// public address; the peer replicates from it).
+	// public address; applications and the peer reach it there).
 	ListenAddr string
+	// ExtraListenAddrs are more addresses to listen on (the heartbeat link,
+	// which replication prefers).
+	ExtraListenAddrs []string
 	// Port is the TCP port (and the unix socket's number).
 	Port int
 	// PeerAddrs are the addresses the peer may replicate (and pg_rewind)
@@ -110,8 +113,10 @@ func (c Config) Validate() error {
 	if c.BaseDir == "" || !filepath.IsAbs(c.BaseDir) {
 		errs = append(errs, fmt.Errorf("base dir %q: want an absolute path", c.BaseDir))
 	}
-	if net.ParseIP(c.ListenAddr) == nil {
-		errs = append(errs, fmt.Errorf("listen address %q: want an IP address", c.ListenAddr))
+	for _, a := range append([]string{c.ListenAddr}, c.ExtraListenAddrs...) {
+		if net.ParseIP(a) == nil {
+			errs = append(errs, fmt.Errorf("listen address %q: want an IP address", a))
+		}
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("port %d: want 1-65535", c.Port))

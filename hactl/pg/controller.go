@@ -32,7 +32,8 @@ type Controller struct {
 	l   layout
 	log *slog.Logger
 
-	mu sync.Mutex // serialises operations that change the server
+	mu        sync.Mutex // serialises operations that change the server
+	syncNames string     // synchronous_standby_names, guarded by mu
 
 	connMu sync.Mutex // guards conn, the status connection
 	conn   *pgx.Conn
@@ -634,11 +635,13 @@ func (c *Controller) readUpstream() (Upstream, error) {
 func (c *Controller) renderConfig() error {
 	sc := serverConf{
 		NodeName:           c.cfg.NodeName,
-		ListenAddr:         c.cfg.ListenAddr,
+		ListenAddr:         strings.Join(c.listenAddrs(), ","),
 		Port:               c.cfg.Port,
 		SocketDir:          c.l.run,
 		MaxSlotWALKeepSize: c.cfg.MaxSlotWALKeepSize,
 		WALKeepSize:        c.cfg.WALKeepSize,
+		// Only a primary waits for synchronous standbys.
+		SynchronousStandbyNames: c.syncNames,
 	}
 	if c.hasStandbySignal() {
 		up, err := c.readUpstream()
@@ -646,6 +649,7 @@ func (c *Controller) renderConfig() error {
 			return fmt.Errorf("standby without a usable upstream: %w", err)
 		}
 		sc.Standby = &standbyConf{Upstream: up, PassFile: c.l.pgpass}
+		sc.SynchronousStandbyNames = ""
 	}
 	me, err := user.Current()
 	if err != nil {
@@ -672,15 +676,28 @@ func (c *Controller) renderConfig() error {
 // checkPortFree fails with ErrPortInUse when something already listens on
 // the server's address and port.
 func (c *Controller) checkPortFree() error {
-	addr := net.JoinHostPort(c.cfg.ListenAddr, strconv.Itoa(c.cfg.Port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("%w: %s: another process listens there", ErrPortInUse, addr)
+	for _, a := range c.listenAddrs() {
+		addr := net.JoinHostPort(a, strconv.Itoa(c.cfg.Port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%w: %s: another process listens there", ErrPortInUse, addr)
+			}
+			return fmt.Errorf("listen address %s not usable on this host: %w", addr, err)
 		}
-		return fmt.Errorf("listen address %s not usable on this host: %w", addr, err)
+		ln.Close()
 	}
-	return ln.Close()
+	return nil
+}
+
+func (c *Controller) listenAddrs() []string {
+	out := []string{c.cfg.ListenAddr}
+	for _, a := range c.cfg.ExtraListenAddrs {
+		if a != c.cfg.ListenAddr {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // ensureCredential returns the stored replication credential, making a

@@ -196,3 +196,14 @@ func TestTimelineOfWalfile(t *testing.T) {
 		t.Error("timelineOfWalfile accepted garbage")
 	}
 }
+
+func TestParseControlData(t *testing.T) {
+	out := "pg_control version number:            1300\nDatabase cluster state:               shut down\nLatest checkpoint location:           0/3000148\nLatest checkpoint's TimeLineID:       2\n"
+	cd, err := parseControlData(out)
+	if err != nil || cd.State != "shut down" || cd.CheckpointLSN != 0x3000148 || cd.Timeline != 2 {
+		t.Errorf("parseControlData = %+v, %v", cd, err)
+	}
+	if _, err := parseControlData("garbage"); err == nil {
+		t.Error("parseControlData accepted garbage")
+	}
+}

@@ -1,0 +1,743 @@
+package hactl
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hapair/hapair/hactl/cluster"
+	"github.com/hapair/hapair/hactl/hapb"
+	"github.com/hapair/hapair/hactl/heartbeat"
+	"github.com/hapair/hapair/hactl/pg"
+)
+
+// startRaft starts this node's consensus member; the node configured to
+// bootstrap the primary also makes the initial configuration.
+func (a *Agent) startRaft() error {
+	self := a.cfg.Self()
+	var listen []string
+	for _, addr := range self.Addrs() {
+		listen = append(listen, net.JoinHostPort(addr, strconv.Itoa(self.RaftPort)))
+	}
+	nc := cluster.NodeConfig{
+		Name:               a.cfg.NodeName,
+		Listen:             listen,
+		Dir:                a.cfg.RaftDir(),
+		Identity:           a.id,
+		HeartbeatTimeout:   time.Duration(a.cfg.Timers.RaftHeartbeat),
+		ElectionTimeout:    time.Duration(a.cfg.Timers.RaftElection),
+		LeaderLeaseTimeout: time.Duration(a.cfg.Timers.LeaderLease),
+		CommitTimeout:      20 * time.Millisecond,
+		Logger:             a.log,
+		OnApply:            func() { a.kickReconcile(); a.kickSampler() },
+	}
+	n, err := cluster.StartNode(nc)
+	if err != nil {
+		return err
+	}
+	if a.cfg.Bootstrap == BootstrapPrimary {
+		var servers []cluster.Server
+		for _, m := range a.cfg.Members {
+			servers = append(servers, cluster.Server{Name: m.Name, Addr: m.RaftAddr()})
+		}
+		if err := n.Bootstrap(servers); err != nil {
+			n.Shutdown()
+			return err
+		}
+	}
+	a.nodeMu.Lock()
+	a.node = n
+	a.nodeMu.Unlock()
+	return nil
+}
+
+// initialState is the cluster's first state, proposed by the bootstrapping
+// node once it leads.
+func (a *Agent) initialState() (*cluster.State, error) {
+	id := make([]byte, 8)
+	key := make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	s := &cluster.State{
+		ID:           hex.EncodeToString(id),
+		Name:         a.cfg.ClusterName,
+		Settings:     cluster.Settings{ReplicationMode: a.cfg.ReplicationMode, MaxLagBytes: a.cfg.MaxLagBytes},
+		HeartbeatKey: key,
+	}
+	if s.Name == "" {
+		s.Name = "hapair"
+	}
+	if a.cfg.VIP != nil {
+		s.VIP = a.cfg.VIP.Address
+	}
+	for _, m := range a.cfg.Members {
+		s.Members = append(s.Members, cluster.Member{
+			Name: m.Name, Kind: m.Kind, PublicAddr: m.PublicAddr, HeartbeatAddr: m.HeartbeatAddr,
+			AgentAddr: m.AgentAddr(), RaftAddr: m.RaftAddr(), PGAddr: m.PGAddr(),
+		})
+	}
+	return s, nil
+}
+
+// leaderLoop follows leadership: on winning it establishes (promote, take
+// the VIP), retrying while it leads; on losing it revokes (release the VIP,
+// stop writing). raft's notifications come on the node's own channel.
+func (a *Agent) leaderLoop(ctx context.Context) {
+	n := a.raftNode()
+	if n == nil {
+		return
+	}
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-n.LeaderCh():
+			if leader {
+				a.leaderSince.Store(time.Now().UnixNano())
+				a.log.Info("won leadership")
+				a.establish(ctx)
+			} else {
+				a.log.Info("lost leadership")
+				a.revoke(ctx, "lost leadership")
+			}
+		case <-retry.C:
+			if n.IsLeader() && !a.established.Load() {
+				a.establish(ctx)
+			} else if !n.IsLeader() && a.established.Load() {
+				a.revoke(ctx, "no longer leader")
+			}
+		}
+	}
+}
+
+// establish makes the leader Active, Consul-style: barrier, decide, then the
+// side effects; if they fail, revoke and hand leadership on.
+func (a *Agent) establish(ctx context.Context) {
+	n := a.raftNode()
+	if n == nil || a.established.Load() || a.planned.Load() {
+		return
+	}
+	if !a.opMu.TryLock() {
+		return // an operation is running; the retry ticker comes back
+	}
+	defer a.opMu.Unlock()
+	if err := n.Barrier(5 * time.Second); err != nil {
+		a.log.Warn("barrier failed", "err", err)
+		return
+	}
+	st := n.State()
+	if st.ID == "" {
+		if a.cfg.Bootstrap != BootstrapPrimary {
+			a.handOn("the cluster is not formed yet and this node does not form it")
+			return
+		}
+		init, err := a.initialState()
+		if err == nil {
+			err = n.Apply(cluster.Command{Type: cluster.CmdInit, Node: a.cfg.NodeName, Time: time.Now(), Init: init}, 5*time.Second)
+		}
+		if err != nil {
+			a.log.Warn("form cluster", "err", err)
+			return
+		}
+		st = n.State()
+	}
+	if st.TornDown {
+		return
+	}
+	me, _ := st.Member(a.cfg.NodeName)
+	switch {
+	case a.cfg.IsWitness():
+		a.handOn("the witness never holds the Active role")
+		return
+	case me.Stopped:
+		a.handOn("cluster services are stopped on this node")
+		return
+	}
+	db, err := a.pg.Status(ctx)
+	if err != nil {
+		a.log.Warn("establish: database status", "err", err)
+		return
+	}
+	if db.Role == pg.RoleStopped && st.Active == a.cfg.NodeName && (st.Handover == nil || st.Handover.Epoch != st.Epoch) {
+		// This node's database is the primary of the current epoch (nobody
+		// promoted since): bring it back, e.g. after a reboot.
+		if err := a.pg.Start(ctx); err != nil {
+			a.fail("start", err)
+			return
+		}
+		if db, err = a.pg.Status(ctx); err != nil {
+			return
+		}
+	}
+	switch {
+	case db.Role == pg.RolePrimary && st.Active == a.cfg.NodeName:
+		// Already Active (an agent restart, or leadership came back).
+	case db.Role == pg.RolePrimary && st.Active == "" && st.Epoch == 0:
+		// The first primary of a new cluster.
+		if err := a.apply(ctx, cluster.Command{Type: cluster.CmdPromoted, Node: a.cfg.NodeName, Epoch: 1}); err != nil {
+			a.log.Warn("claim epoch 1", "err", err)
+			return
+		}
+	case db.Role == pg.RoleStandby:
+		if st.Maintenance && (st.Handover == nil || st.Handover.To != a.cfg.NodeName) {
+			a.events.add(a.cfg.NodeName, "maintenance", "leader in maintenance mode: not promoting automatically")
+			return
+		}
+		if err := a.mayPromote(ctx, st, db); err != nil {
+			a.apply(ctx, cluster.Command{Type: cluster.CmdEvent, Kind: "promotion", Detail: a.cfg.NodeName + " will not promote: " + err.Error()})
+			a.handOn(err.Error())
+			return
+		}
+		if err := a.apply(ctx, cluster.Command{Type: cluster.CmdPromoted, Node: a.cfg.NodeName, Epoch: st.Epoch + 1}); err != nil {
+			a.log.Warn("claim epoch", "epoch", st.Epoch+1, "err", err)
+			return
+		}
+		if err := a.pg.Promote(ctx); err != nil {
+			a.fail("promote", err)
+			a.revoke(ctx, "promotion failed")
+			a.handOn("promotion failed")
+			return
+		}
+	default:
+		a.handOn(fmt.Sprintf("this node's database is %v and cannot become the primary", db.Role))
+		return
+	}
+	if err := a.takeVIP(ctx); err != nil {
+		a.fail("take vip", err)
+		a.revoke(ctx, "could not take the VIP")
+		a.handOn("could not take the VIP")
+		return
+	}
+	a.ensurePeerSlot(ctx, n.State())
+	a.established.Store(true)
+	a.log.Info("active", "epoch", n.State().Epoch)
+	a.kickSampler()
+}
+
+// mayPromote decides whether this standby may become the primary now.
+func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status) error {
+	if h := st.Handover; h != nil && h.To == a.cfg.NodeName && h.Epoch == st.Epoch {
+		// Planned: the old primary stopped cleanly at FinalLSN; wait until
+		// all of it is here (bounded).
+		for i := 0; ; i++ {
+			if uint64(db.ReceiveLSN) > h.FinalLSN || uint64(db.ReplayLSN) > h.FinalLSN {
+				return nil
+			}
+			if i >= 100 {
+				return fmt.Errorf("received up to %v only, the old primary stopped at %v", db.ReceiveLSN, pg.LSN(h.FinalLSN))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			var err error
+			if db, err = a.pg.Status(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if st.Active == "" {
+		return errors.New("no Active node was ever recorded; nothing to take over from")
+	}
+	// Unplanned: the old leader's lease has run out, but it may still be
+	// fencing itself: wait until it must have finished.
+	wait := time.Duration(a.cfg.Timers.FenceDelay) - time.Since(time.Unix(0, a.leaderSince.Load()))
+	if wait > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	a.mu.Lock()
+	lsn, syncName, at := a.primaryLSN, a.primarySync, a.primaryAt
+	a.mu.Unlock()
+	if !at.IsZero() {
+		have := uint64(db.ReceiveLSN)
+		if lsn > have && lsn-have > st.Settings.MaxLagBytes {
+			return fmt.Errorf("%d bytes behind the last position the Active node announced (limit %d)", lsn-have, st.Settings.MaxLagBytes)
+		}
+	}
+	if st.Settings.ReplicationMode != cluster.ModeAsync && syncName != a.cfg.NodeName {
+		return fmt.Errorf("replication is %s and this node was not the synchronous standby: it may miss acknowledged commits", st.Settings.ReplicationMode)
+	}
+	return nil
+}
+
+// handOn gives leadership to another voter, if there is one.
+func (a *Agent) handOn(why string) {
+	n := a.raftNode()
+	if n == nil || !n.IsLeader() {
+		return
+	}
+	a.log.Info("handing leadership on", "why", why)
+	st := n.State()
+	if peer, ok := st.Peer(a.cfg.NodeName); ok && !peer.Stopped && a.isVoter(peer.Name) {
+		if err := n.TransferLeadership(peer.Name, peer.RaftAddr); err != nil {
+			a.log.Warn("hand leadership on", "to", peer.Name, "err", err)
+		}
+	}
+}
+
+func (a *Agent) isVoter(name string) bool {
+	n := a.raftNode()
+	if n == nil {
+		return false
+	}
+	vs, err := n.Voters()
+	if err != nil {
+		return false
+	}
+	for _, v := range vs {
+		if v == name {
+			return true
+		}
+	}
+	return false
+}
+
+// revoke: this node is not (or no longer) Active: release the VIP and, if
+// its database is a primary, stop it writing at once.
+func (a *Agent) revoke(ctx context.Context, why string) {
+	was := a.established.Swap(false)
+	if a.pg == nil {
+		return
+	}
+	if err := a.releaseVIP(ctx); err != nil {
+		a.fail("release vip", err)
+	}
+	if a.planned.Load() {
+		return // the planned operation stops the database itself
+	}
+	st, err := a.pg.Status(ctx)
+	if err == nil && st.Role == pg.RolePrimary {
+		if err := a.pg.Fence(ctx); err != nil {
+			a.fail("fence", err)
+			return
+		}
+		a.events.add(a.cfg.NodeName, "fence", "database stopped: "+why)
+	} else if was {
+		a.events.add(a.cfg.NodeName, "fence", "no longer Active: "+why)
+	}
+	a.kickSampler()
+}
+
+func (a *Agent) takeVIP(ctx context.Context) error {
+	if a.vip == nil {
+		return nil
+	}
+	held, err := a.vip.Held(ctx)
+	if err == nil && held {
+		return nil
+	}
+	if err := a.vip.Acquire(ctx); err != nil {
+		return err
+	}
+	a.events.add(a.cfg.NodeName, "vip", "VIP "+a.vip.Address()+" acquired by "+a.cfg.NodeName)
+	return nil
+}
+
+func (a *Agent) releaseVIP(ctx context.Context) error {
+	if a.vip == nil {
+		return nil
+	}
+	held, err := a.vip.Held(ctx)
+	if err := a.vip.Release(ctx); err != nil {
+		return err
+	}
+	if err == nil && held {
+		a.events.add(a.cfg.NodeName, "vip", "VIP "+a.vip.Address()+" released by "+a.cfg.NodeName)
+	}
+	return nil
+}
+
+func (a *Agent) ensurePeerSlot(ctx context.Context, st *cluster.State) {
+	if peer, ok := st.Peer(a.cfg.NodeName); ok {
+		if err := a.pg.EnsureSlot(ctx, pg.SlotName(peer.Name)); err != nil {
+			a.log.Warn("slot for peer", "peer", peer.Name, "err", err)
+		}
+	}
+}
+
+// apply commits a command: directly when this node leads, else through the
+// leader's agent.
+func (a *Agent) apply(ctx context.Context, c cluster.Command) error {
+	if c.Node == "" {
+		c.Node = a.cfg.NodeName
+	}
+	if c.Time.IsZero() {
+		c.Time = time.Now()
+	}
+	n := a.raftNode()
+	if n == nil {
+		return errors.New("this node is not in a cluster")
+	}
+	if n.IsLeader() {
+		return n.Apply(c, 5*time.Second)
+	}
+	b, err := c.Encode()
+	if err != nil {
+		return err
+	}
+	return a.viaLeader(ctx, func(ctx context.Context, pc hapb.PeerClient) error {
+		_, err := pc.Apply(ctx, &hapb.ApplyRequest{Command: b})
+		return err
+	})
+}
+
+// viaLeader calls the leader's agent, waiting (bounded) for a leader.
+func (a *Agent) viaLeader(ctx context.Context, call func(context.Context, hapb.PeerClient) error) error {
+	n := a.raftNode()
+	var lastErr error
+	for i := 0; i < 50; i++ {
+		leader, _ := n.Leader()
+		if leader != "" && leader != a.cfg.NodeName {
+			if pc, ok := a.clients[leader]; ok {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				lastErr = call(cctx, pc)
+				cancel()
+				if lastErr == nil {
+					return nil
+				}
+			}
+		} else if leader == "" {
+			lastErr = errors.New("no leader")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("through the leader: %w", lastErr)
+}
+
+// reconcileLoop keeps this node's database and VIP where the cluster
+// decided, level-triggered: on every applied entry and every second.
+func (a *Agent) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(time.Duration(a.cfg.Timers.Reconcile))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.recon:
+		}
+		a.reconcile(ctx)
+	}
+}
+
+func (a *Agent) reconcile(ctx context.Context) {
+	n := a.raftNode()
+	if n == nil || a.pg == nil || a.marker.standalone() || a.planned.Load() {
+		return
+	}
+	if !a.opMu.TryLock() {
+		return
+	}
+	defer a.opMu.Unlock()
+	st := n.State()
+	if st.ID == "" {
+		return
+	}
+	if st.TornDown && st.TornDownBy != a.cfg.NodeName {
+		a.deactivate(ctx, st.ID, st.TornDownBy)
+		return
+	}
+	me, ok := st.Member(a.cfg.NodeName)
+	if !ok || st.TornDown {
+		return
+	}
+	db, err := a.pg.Status(ctx)
+	if err != nil {
+		return
+	}
+	if me.Stopped {
+		a.revoke(ctx, "cluster services stopped on this node")
+		if db.Role == pg.RolePrimary || db.Role == pg.RoleStandby {
+			if err := a.pg.Stop(ctx); err != nil {
+				a.fail("stop", err)
+			}
+		}
+		return
+	}
+	if n.IsLeader() {
+		if a.established.Load() {
+			if err := a.takeVIP(ctx); err != nil {
+				a.fail("take vip", err)
+			}
+			a.ensurePeerSlot(ctx, st)
+			a.manageSync(ctx, st)
+		}
+		return
+	}
+	// A follower never holds the VIP nor runs a primary.
+	if err := a.releaseVIP(ctx); err != nil {
+		a.fail("release vip", err)
+	}
+	if db.Role == pg.RolePrimary {
+		a.revoke(ctx, "a follower must not run a primary")
+		return
+	}
+	if st.Active == "" || st.Active == a.cfg.NodeName {
+		return
+	}
+	active, ok := st.Member(st.Active)
+	if !ok || active.Stopped {
+		return
+	}
+	if err := a.followActive(ctx, active.Name, db); err != nil {
+		a.fail("follow "+active.Name, err)
+	}
+}
+
+// followActive makes this node's database a standby of the Active node:
+// clone when there is none, rewind a stopped one (a former primary, or a
+// standby of an older epoch; pg_rewind does nothing when nothing diverged),
+// re-point a standby that streams from elsewhere. A rewind that fails is
+// followed by a fresh clone; the old data directory is kept aside.
+func (a *Agent) followActive(ctx context.Context, active string, db pg.Status) error {
+	switch db.Role {
+	case pg.RoleUninitialized:
+		return a.cloneFrom(ctx, active, 30*time.Second)
+	case pg.RoleStandby:
+		src, err := a.replicationSource(ctx, active)
+		if err != nil {
+			return err
+		}
+		want := a.upstreamOf(src)
+		if cur, ok := a.pg.Upstream(); ok && cur == want {
+			return nil
+		}
+		return a.pg.Follow(ctx, want)
+	case pg.RoleStopped:
+		src, err := a.replicationSource(ctx, active)
+		if err != nil {
+			return err
+		}
+		up := a.upstreamOf(src)
+		rerr := a.pg.Rewind(ctx, up)
+		if rerr == nil {
+			a.events.add(a.cfg.NodeName, "database", "database rewound if needed and streaming from "+active)
+			return nil
+		}
+		a.fail("rewind", rerr)
+		dst, err := a.pg.MoveAside(ctx)
+		if err != nil {
+			return err
+		}
+		a.events.add(a.cfg.NodeName, "database", "rewind failed; old data kept in "+dst+"; cloning afresh from "+active)
+		return a.pg.Clone(ctx, up, pg.Credential{User: src.GetUser(), Password: src.GetPassword()})
+	}
+	return nil
+}
+
+// deactivate: the other node tore the cluster down. Stop the database,
+// release the VIP, forget the cluster, refuse to rejoin it.
+func (a *Agent) deactivate(ctx context.Context, clusterID, by string) {
+	a.revoke(ctx, "the cluster was torn down by "+by)
+	if a.pg != nil {
+		if err := a.pg.Stop(ctx); err != nil {
+			a.fail("stop", err)
+		}
+	}
+	if err := a.marker.set(membership{ClusterID: clusterID, Deactivated: true, Since: time.Now(), By: by}); err != nil {
+		a.fail("deactivate", err)
+		return
+	}
+	a.events.add(a.cfg.NodeName, "teardown", "cluster torn down by "+by+": this node is deactivated and needs a new deployment to rejoin")
+	a.stopRaft()
+}
+
+// stopRaft leaves consensus for good and keeps its files aside.
+func (a *Agent) stopRaft() {
+	a.nodeMu.Lock()
+	n := a.node
+	a.node = nil
+	a.nodeMu.Unlock()
+	if n == nil {
+		return
+	}
+	if err := n.Shutdown(); err != nil {
+		a.log.Warn("raft shutdown", "err", err)
+	}
+	dst := a.cfg.RaftDir() + ".old-" + time.Now().UTC().Format("20060102T150405")
+	if err := os.Rename(a.cfg.RaftDir(), dst); err != nil {
+		a.log.Warn("keep raft state aside", "err", err)
+	}
+}
+
+// manageSync keeps synchronous_standby_names on the Active node: the peer
+// while it streams; after SyncDegradeWait without it, "" in sync mode (so
+// writes continue, with an event), unchanged in sync-strict mode.
+func (a *Agent) manageSync(ctx context.Context, st *cluster.State) {
+	mode := st.Settings.ReplicationMode
+	if mode == cluster.ModeAsync {
+		return
+	}
+	peer, ok := st.Peer(a.cfg.NodeName)
+	if !ok {
+		return
+	}
+	db, err := a.pg.Status(ctx)
+	if err != nil {
+		return
+	}
+	streaming := false
+	for _, r := range db.Replicas {
+		if r.ApplicationName == peer.Name && r.State == "streaming" {
+			streaming = true
+		}
+	}
+	want := pg.SyncStandbyName(peer.Name)
+	a.mu.Lock()
+	if streaming {
+		a.peerLostAt = time.Time{}
+	} else if a.peerLostAt.IsZero() {
+		a.peerLostAt = time.Now()
+	}
+	lostFor := time.Duration(0)
+	if !a.peerLostAt.IsZero() {
+		lostFor = time.Since(a.peerLostAt)
+	}
+	degraded := a.syncDegraded
+	a.mu.Unlock()
+	switch {
+	case !streaming && mode == cluster.ModeSync && lostFor > time.Duration(a.cfg.Timers.SyncDegradeWait):
+		want = ""
+		if !degraded {
+			a.apply(ctx, cluster.Command{Type: cluster.CmdEvent, Kind: "replication",
+				Detail: fmt.Sprintf("%s lost for %s: replication degraded to async so writes continue", peer.Name, lostFor.Round(time.Second))})
+		}
+	case streaming && degraded:
+		a.apply(ctx, cluster.Command{Type: cluster.CmdEvent, Kind: "replication", Detail: peer.Name + " streams again: synchronous replication restored"})
+	}
+	a.mu.Lock()
+	a.syncDegraded = want == ""
+	a.mu.Unlock()
+	if db.SynchronousStandbyNames != want {
+		if err := a.pg.SetSynchronousStandbyNames(ctx, want); err != nil {
+			a.fail("synchronous standby names", err)
+		}
+	}
+}
+
+// heartbeatLoop runs the heartbeat with the peer once the cluster's key is
+// known, and feeds it this node's position; what the peer announces is kept
+// for the promotion decision.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	peer, ok := a.cfg.PeerMember()
+	if !ok || a.cfg.IsWitness() || a.id == nil {
+		return
+	}
+	var key []byte
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for len(key) == 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := a.raftNode(); n != nil {
+			key = n.State().HeartbeatKey
+		}
+	}
+	self := a.cfg.Self()
+	var links []heartbeat.Link
+	if self.HeartbeatAddr != "" && peer.HeartbeatAddr != "" {
+		links = append(links, heartbeat.Link{Name: "heartbeat",
+			Listen: net.JoinHostPort(self.HeartbeatAddr, strconv.Itoa(self.HeartbeatPort)),
+			Peer:   net.JoinHostPort(peer.HeartbeatAddr, strconv.Itoa(peer.HeartbeatPort))})
+	}
+	links = append(links, heartbeat.Link{Name: "public",
+		Listen: net.JoinHostPort(self.PublicAddr, strconv.Itoa(self.HeartbeatPort)),
+		Peer:   net.JoinHostPort(peer.PublicAddr, strconv.Itoa(peer.HeartbeatPort))})
+	hb, err := heartbeat.New(heartbeat.Config{
+		Node: a.cfg.NodeName, PeerNode: peer.Name, Links: links,
+		Interval:  time.Duration(a.cfg.Timers.Heartbeat),
+		DeadAfter: time.Duration(a.cfg.Timers.HeartbeatDead),
+		Key:       key, Logger: a.log,
+	})
+	if err != nil {
+		a.fail("heartbeat", err)
+		return
+	}
+	a.hbMu.Lock()
+	a.hb = hb
+	a.hbMu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- hb.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil && ctx.Err() == nil {
+				a.fail("heartbeat", err)
+			}
+			return
+		case <-hb.Changed():
+			a.kickSampler()
+		case <-t.C:
+			a.exchangePositions(hb)
+		}
+	}
+}
+
+// beat is the application data carried by every heartbeat.
+type beat struct {
+	Role  string `json:"role"`
+	LSN   uint64 `json:"lsn"`
+	Sync  string `json:"sync,omitempty"`
+	Epoch uint64 `json:"epoch"`
+}
+
+func (a *Agent) exchangePositions(hb *heartbeat.Heartbeat) {
+	local := a.localStatus()
+	db := local.GetDatabase()
+	b := beat{Role: dbRoleWord(db.GetRole()), LSN: db.GetCurrentLsn()}
+	if db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STANDBY {
+		b.LSN = db.GetReceiveLsn()
+	}
+	for _, r := range db.GetReplicas() {
+		if r.GetSyncState() == "sync" {
+			b.Sync = r.GetApplicationName()
+		}
+	}
+	if n := a.raftNode(); n != nil {
+		b.Epoch = n.State().Epoch
+	}
+	if buf, err := json.Marshal(b); err == nil {
+		_ = hb.SetPayload(buf)
+	}
+	payload, at := hb.PeerPayload()
+	var pb beat
+	if len(payload) == 0 || json.Unmarshal(payload, &pb) != nil || pb.Role != "primary" {
+		return
+	}
+	a.mu.Lock()
+	if at.After(a.primaryAt) {
+		a.primaryLSN, a.primarySync, a.primaryAt = pb.LSN, pb.Sync, at
+	}
+	a.mu.Unlock()
+}
+
+func (a *Agent) heartbeats() *heartbeat.Heartbeat {
+	a.hbMu.Lock()
+	defer a.hbMu.Unlock()
+	return a.hb
+}
