@@ -270,7 +270,9 @@ func (l *lab) waitFor(name, what string, ok func(*hapb.Snapshot) bool) *hapb.Sna
 }
 
 // runOp runs a streaming operation and returns its progress lines.
-func runOp[T interface{ Recv() (*hapb.Progress, error) }](t *testing.T, open func(context.Context) (T, error)) ([]string, error) {
+func runOp[T interface {
+	Recv() (*hapb.Progress, error)
+}](t *testing.T, open func(context.Context) (T, error)) ([]string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

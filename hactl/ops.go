@@ -409,4 +409,3 @@ func (s *agentServer) SetMaintenance(ctx context.Context, req *hapb.SetMaintenan
 	}
 	return &hapb.SetMaintenanceResponse{Enabled: req.GetEnabled()}, nil
 }
-
