@@ -74,6 +74,11 @@ type Agent struct {
 	primaryAt    time.Time // when
 	peerLostAt   time.Time // when the peer's replication was last seen missing (sync mode)
 	syncDegraded bool
+	// notStreamingSince: when this standby was last seen not streaming.
+	notStreamingSince time.Time
+	// lastFollowErr: the last failure to follow the Active node, so a
+	// repeated one is logged, not recorded as a new event every second.
+	lastFollowErr string
 }
 
 // New checks cfg and prepares the agent; it starts nothing.

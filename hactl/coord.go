@@ -171,9 +171,11 @@ func (a *Agent) establish(ctx context.Context) {
 		a.log.Warn("establish: database status", "err", err)
 		return
 	}
-	if db.Role == pg.RoleStopped && st.Active == a.cfg.NodeName && (st.Handover == nil || st.Handover.Epoch != st.Epoch) {
+	first := st.Active == "" && st.Epoch == 0 && a.cfg.Bootstrap == BootstrapPrimary
+	current := st.Active == a.cfg.NodeName && (st.Handover == nil || st.Handover.Epoch != st.Epoch)
+	if db.Role == pg.RoleStopped && (current || first) {
 		// This node's database is the primary of the current epoch (nobody
-		// promoted since): bring it back, e.g. after a reboot.
+		// promoted since), or the first one: bring it back (a reboot).
 		if err := a.pg.Start(ctx); err != nil {
 			a.fail("start", err)
 			return
@@ -223,6 +225,9 @@ func (a *Agent) establish(ctx context.Context) {
 	}
 	a.ensurePeerSlot(ctx, n.State())
 	a.established.Store(true)
+	if err := a.pg.SettleTimeline(ctx); err != nil {
+		a.log.Warn("settle timeline", "err", err)
+	}
 	a.log.Info("active", "epoch", n.State().Epoch)
 	a.kickSampler()
 }
@@ -278,19 +283,36 @@ func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status)
 	return nil
 }
 
-// handOn gives leadership to another voter, if there is one.
+// handOn gives leadership to a data node that can take it: a voter whose
+// cluster services run and whose agent answers with a running database.
 func (a *Agent) handOn(why string) {
 	n := a.raftNode()
 	if n == nil || !n.IsLeader() {
 		return
 	}
-	a.log.Info("handing leadership on", "why", why)
 	st := n.State()
-	if peer, ok := st.Peer(a.cfg.NodeName); ok && !peer.Stopped && a.isVoter(peer.Name) {
-		if err := n.TransferLeadership(peer.Name, peer.RaftAddr); err != nil {
-			a.log.Warn("hand leadership on", "to", peer.Name, "err", err)
+	for _, m := range st.Members {
+		if m.Name == a.cfg.NodeName || m.Kind != cluster.KindData || m.Stopped || !a.isVoter(m.Name) {
+			continue
 		}
+		pc, ok := a.clients[m.Name]
+		if !ok {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ns, err := pc.GetNodeStatus(ctx, &hapb.NodeStatusRequest{})
+		cancel()
+		role := ns.GetDatabase().GetRole()
+		if err != nil || (role != hapb.DatabaseRole_DATABASE_ROLE_STANDBY && role != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY) {
+			continue
+		}
+		a.log.Info("handing leadership on", "to", m.Name, "why", why)
+		if err := n.TransferLeadership(m.Name, m.RaftAddr); err != nil {
+			a.log.Warn("hand leadership on", "to", m.Name, "err", err)
+		}
+		return
 	}
+	a.log.Info("no data node can take leadership now", "why", why)
 }
 
 func (a *Agent) isVoter(name string) bool {
@@ -311,7 +333,9 @@ func (a *Agent) isVoter(name string) bool {
 }
 
 // revoke: this node is not (or no longer) Active: release the VIP and, if
-// its database is a primary, stop it writing at once.
+// its database is a primary that may compete with another one, stop it
+// writing at once. (Before the first Active node is recorded, nobody else
+// can be primary: a standby never promotes without one.)
 func (a *Agent) revoke(ctx context.Context, why string) {
 	was := a.established.Swap(false)
 	if a.pg == nil {
@@ -323,8 +347,12 @@ func (a *Agent) revoke(ctx context.Context, why string) {
 	if a.planned.Load() {
 		return // the planned operation stops the database itself
 	}
+	recorded := was
+	if n := a.raftNode(); n != nil && n.State().Active != "" {
+		recorded = true
+	}
 	st, err := a.pg.Status(ctx)
-	if err == nil && st.Role == pg.RolePrimary {
+	if err == nil && st.Role == pg.RolePrimary && recorded {
 		if err := a.pg.Fence(ctx); err != nil {
 			a.fail("fence", err)
 			return
@@ -490,7 +518,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if err := a.releaseVIP(ctx); err != nil {
 		a.fail("release vip", err)
 	}
-	if db.Role == pg.RolePrimary {
+	if db.Role == pg.RolePrimary && st.Active != "" {
 		a.revoke(ctx, "a follower must not run a primary")
 		return
 	}
@@ -501,8 +529,22 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if !ok || active.Stopped {
 		return
 	}
-	if err := a.followActive(ctx, active.Name, db); err != nil {
+	if h := st.Handover; h != nil && h.Epoch == st.Epoch && h.To == a.cfg.NodeName {
+		return // about to be promoted: nothing to follow
+	}
+	err = a.followActive(ctx, active.Name, db)
+	a.mu.Lock()
+	repeated := err != nil && a.lastFollowErr == err.Error()
+	a.lastFollowErr = ""
+	if err != nil {
+		a.lastFollowErr = err.Error()
+	}
+	a.mu.Unlock()
+	switch {
+	case err != nil && !repeated:
 		a.fail("follow "+active.Name, err)
+	case err != nil:
+		a.log.Debug("follow failed again", "active", active.Name, "err", err)
 	}
 }
 
@@ -516,11 +558,29 @@ func (a *Agent) followActive(ctx context.Context, active string, db pg.Status) e
 	case pg.RoleUninitialized:
 		return a.cloneFrom(ctx, active, 30*time.Second)
 	case pg.RoleStandby:
+		streaming := db.WalReceiver != nil && db.WalReceiver.Status == "streaming"
+		a.mu.Lock()
+		if streaming {
+			a.notStreamingSince = time.Time{}
+		} else if a.notStreamingSince.IsZero() {
+			a.notStreamingSince = time.Now()
+		}
+		stuck := !a.notStreamingSince.IsZero() && time.Since(a.notStreamingSince) > stuckStandby
+		a.mu.Unlock()
 		src, err := a.replicationSource(ctx, active)
 		if err != nil {
 			return err
 		}
 		want := a.upstreamOf(src)
+		if stuck {
+			// It cannot follow (e.g. it holds WAL past the new timeline's
+			// fork point): rewind it.
+			a.events.add(a.cfg.NodeName, "database", "standby not streaming from "+active+" for "+stuckStandby.String()+": rewinding it")
+			a.mu.Lock()
+			a.notStreamingSince = time.Time{}
+			a.mu.Unlock()
+			return a.rewindOrReclone(ctx, active, src)
+		}
 		if cur, ok := a.pg.Upstream(); ok && cur == want {
 			return nil
 		}
@@ -530,21 +590,30 @@ func (a *Agent) followActive(ctx context.Context, active string, db pg.Status) e
 		if err != nil {
 			return err
 		}
-		up := a.upstreamOf(src)
-		rerr := a.pg.Rewind(ctx, up)
-		if rerr == nil {
-			a.events.add(a.cfg.NodeName, "database", "database rewound if needed and streaming from "+active)
-			return nil
-		}
-		a.fail("rewind", rerr)
-		dst, err := a.pg.MoveAside(ctx)
-		if err != nil {
-			return err
-		}
-		a.events.add(a.cfg.NodeName, "database", "rewind failed; old data kept in "+dst+"; cloning afresh from "+active)
-		return a.pg.Clone(ctx, up, pg.Credential{User: src.GetUser(), Password: src.GetPassword()})
+		return a.rewindOrReclone(ctx, active, src)
 	}
 	return nil
+}
+
+// stuckStandby is how long a standby may fail to stream before it is rewound.
+const stuckStandby = 20 * time.Second
+
+// rewindOrReclone makes a stopped (or stuck) database a standby of active:
+// pg_rewind, and if that fails a fresh clone with the old data kept aside.
+func (a *Agent) rewindOrReclone(ctx context.Context, active string, src *hapb.ReplicationSource) error {
+	up := a.upstreamOf(src)
+	rerr := a.pg.Rewind(ctx, up)
+	if rerr == nil {
+		a.events.add(a.cfg.NodeName, "database", "database rewound if needed and streaming from "+active)
+		return nil
+	}
+	a.fail("rewind", rerr)
+	dst, err := a.pg.MoveAside(ctx)
+	if err != nil {
+		return err
+	}
+	a.events.add(a.cfg.NodeName, "database", "rewind failed; old data kept in "+dst+"; cloning afresh from "+active)
+	return a.pg.Clone(ctx, up, pg.Credential{User: src.GetUser(), Password: src.GetPassword()})
 }
 
 // deactivate: the other node tore the cluster down. Stop the database,

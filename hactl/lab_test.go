@@ -236,6 +236,12 @@ func (l *lab) cleanup() {
 				lines = lines[len(lines)-60:]
 			}
 			l.t.Logf("---- last lines of %s's agent log ----\n%s", name, strings.Join(lines, "\n"))
+			b, _ = os.ReadFile(filepath.Join(l.cfgs[name].StateDir, "pg", "log", "postgresql.log"))
+			lines = strings.Split(string(b), "\n")
+			if len(lines) > 30 {
+				lines = lines[len(lines)-30:]
+			}
+			l.t.Logf("---- last lines of %s's PostgreSQL log ----\n%s", name, strings.Join(lines, "\n"))
 		}
 	}
 }
@@ -256,12 +262,18 @@ func (l *lab) waitFor(name, what string, ok func(*hapb.Snapshot) bool) *hapb.Sna
 	c := l.client(name)
 	var last *hapb.Snapshot
 	var lastErr error
+	start := time.Now()
 	for i := 0; i < 1200; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		last, lastErr = c.Status(ctx, &hapb.StatusRequest{})
 		cancel()
 		if lastErr == nil && ok(last) {
+			l.t.Logf("%s: %s (after %v)", name, what, time.Since(start).Round(time.Millisecond))
 			return last
+		}
+		if i > 0 && i%100 == 0 {
+			l.t.Logf("%s: still waiting for %s: role %v, database %v, health %v %q, error %v", name, what,
+				last.GetLocal().GetRole(), last.GetLocal().GetDatabase().GetRole(), last.GetCluster().GetHealth(), last.GetCluster().GetHealthReason(), lastErr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

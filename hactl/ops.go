@@ -169,6 +169,11 @@ func (a *Agent) handoverTo(ctx context.Context, p *progress, n *cluster.Node, st
 	if err := a.waitState(ctx, 20*time.Second, func(s *cluster.State) bool { return s.Active == peer.Name && s.Epoch > st.Epoch }); err != nil {
 		return "", status.Errorf(codes.DeadlineExceeded, "%s did not become Active: %v", peer.Name, err)
 	}
+	if err := a.waitPeer(ctx, peer.Name, 20*time.Second, func(ns *hapb.NodeStatus) bool {
+		return ns.GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY && (a.vip == nil || ns.GetHoldsVip())
+	}); err != nil {
+		return "", status.Errorf(codes.DeadlineExceeded, "%s did not promote and take the VIP: %v", peer.Name, err)
+	}
 	p.step("%s is Active (epoch %d) and holds the VIP", peer.Name, n.State().Epoch)
 	return peer.Name, nil
 }
@@ -208,6 +213,28 @@ func (a *Agent) waitPeerReceived(ctx context.Context, peer string, lsn uint64) e
 		}
 	}
 	return fmt.Errorf("%s received only up to %v, the final checkpoint is at %v", peer, pg.LSN(last), pg.LSN(lsn))
+}
+
+// waitPeer waits (bounded) until member's agent reports a status ok accepts.
+func (a *Agent) waitPeer(ctx context.Context, member string, limit time.Duration, ok func(*hapb.NodeStatus) bool) error {
+	pc := a.clients[member]
+	deadline := time.Now().Add(limit)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		ns, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{})
+		cancel()
+		if err == nil && ok(ns) {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("not within %s (last error: %v)", limit, lastErr)
 }
 
 // waitState waits (bounded) until the state applied on this node satisfies ok.

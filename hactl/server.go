@@ -209,8 +209,16 @@ func (s *peerServer) GetReplicationSource(ctx context.Context, _ *hapb.Replicati
 	if m, _ := s.a.cfg.Member(name); m.Kind != cluster.KindData {
 		return nil, status.Errorf(codes.PermissionDenied, "%s is not a data node", name)
 	}
-	if role := s.a.localStatus().GetDatabase().GetRole(); role != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s's database is %s, not primary", s.a.cfg.NodeName, dbRoleWord(role))
+	// Asked live: right after a promotion the last sample may be stale.
+	st, err := s.a.pg.Status(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	if st.Role != pg.RolePrimary {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s's database is %s, not primary", s.a.cfg.NodeName, st.Role)
+	}
+	if err := s.a.pg.SettleTimeline(ctx); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	slot := pg.SlotName(name)
 	if err := s.a.pg.EnsureSlot(ctx, slot); err != nil {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # make demo: a whole hapair pair on this machine.
 #
-# Two agents, primary-node and secondary-node, each with its own PostgreSQL 15
-# on its own loopback address (127.0.0.5 and 127.0.0.10, the last octets of the
-# reference deployment). The primary is initialised, the secondary is cloned
-# from it with pg_basebackup and streams through a replication slot. The
-# agents talk over mutual TLS with a CA made for this demo.
+# Two data agents, primary-node and secondary-node, each with its own
+# PostgreSQL 15 on its own loopback address (127.0.0.5 and 127.0.0.10, the last
+# octets of the reference deployment), and a witness (127.0.0.20): three raft
+# voters. The primary is initialised and becomes Active: it holds the VIP
+# 127.0.0.12 (user space: a listener forwarding port 5432 to the Active
+# database). The secondary is cloned with pg_basebackup and streams through a
+# replication slot. The agents talk over mutual TLS with a CA made for the demo.
 #
 # Runs until Ctrl-C (or HAPAIR_DEMO_SECONDS), then stops everything it started.
 #   HAPAIR_DEMO_DIR       where state goes (default /tmp/hapair-demo; wiped at start)
@@ -16,12 +18,11 @@ cd "$(dirname "$0")/.."
 HACTL=${HACTL:-$PWD/bin/hactl}
 DIR=${HAPAIR_DEMO_DIR:-${TMPDIR:-/tmp}/hapair-demo}
 SECONDS_TO_RUN=${HAPAIR_DEMO_SECONDS:-0}
-NODES=(primary-node secondary-node)
-declare -A IP=([primary-node]=127.0.0.5 [secondary-node]=127.0.0.10)
-declare -A PEER=([primary-node]=secondary-node [secondary-node]=primary-node)
-declare -A BOOT=([primary-node]=primary [secondary-node]=standby)
+NODES=(witness primary-node secondary-node)
+declare -A IP=([primary-node]=127.0.0.5 [secondary-node]=127.0.0.10 [witness]=127.0.0.20)
+declare -A BOOT=([primary-node]=primary [secondary-node]=standby [witness]=)
+VIP=127.0.0.12
 PG_PORT=5432
-AGENT_PORT=7400
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -76,23 +77,29 @@ chmod 0711 "$DIR"
 
 say "making the demo cluster's CA and node identities"
 "$HACTL" pki init --dir "$DIR/ca" --cluster demo >/dev/null
+members=""
+for n in "${NODES[@]}"; do
+  kind=data; pgport=",\"pg_port\": $PG_PORT"
+  if [ "$n" = witness ]; then kind=witness; pgport=""; fi
+  members+="${members:+,}
+    {\"name\": \"$n\", \"kind\": \"$kind\", \"public_addr\": \"${IP[$n]}\", \"agent_port\": 7400, \"raft_port\": 7401, \"heartbeat_port\": 7402$pgport}"
+done
 for n in "${NODES[@]}"; do
   "$HACTL" pki issue --ca "$DIR/ca" --node "$n" --ip "${IP[$n]}" --out "$DIR/$n/pki" >/dev/null
-  p=${PEER[$n]}
+  extra=""
+  if [ "$n" != witness ]; then
+    extra=",
+  \"vip\": {\"address\": \"$VIP\", \"mode\": \"userspace\"},
+  \"postgres\": {\"replication_from\": [\"127.0.0.1\"], \"client_nets\": [\"127.0.0.0/8\"]},
+  \"bootstrap\": \"${BOOT[$n]}\""
+  fi
   cat >"$DIR/$n.json" <<JSON
 {
   "cluster_name": "demo",
   "node_name": "$n",
   "state_dir": "$DIR/$n",
-  "public_addr": "${IP[$n]}",
-  "listen_peer": "${IP[$n]}:$AGENT_PORT",
-  "peer": {"name": "$p", "agent_addr": "${IP[$p]}:$AGENT_PORT", "public_addr": "${IP[$p]}"},
-  "postgres": {
-    "port": $PG_PORT,
-    "replication_from": ["127.0.0.1"],
-    "client_nets": ["127.0.0.0/8"]
-  },
-  "bootstrap": "${BOOT[$n]}"
+  "members": [$members
+  ]$extra
 }
 JSON
 done
@@ -102,7 +109,7 @@ done
 
 trap finish INT TERM EXIT
 for n in "${NODES[@]}"; do
-  say "starting the agent of $n (${IP[$n]}, PostgreSQL port $PG_PORT)"
+  say "starting the agent of $n (${IP[$n]})"
   "$HACTL" agent --config "$DIR/$n.json" >"$DIR/$n.log" 2>&1 &
   PIDS+=($!)
   echo $! >"$DIR/$n.pid"
@@ -132,16 +139,21 @@ if [ "$ok" -ne 1 ]; then
 fi
 
 "$HACTL" status --socket "$DIR/primary-node/hactl.sock" || true
+P="--socket $DIR/primary-node/hactl.sock"
+S="--socket $DIR/secondary-node/hactl.sock"
 cat <<INFO
 
-The pair is running.
-  Status (text or --json):
-    $HACTL status --socket $DIR/primary-node/hactl.sock
-    $HACTL status --socket $DIR/secondary-node/hactl.sock --json
-  The databases (superuser over each node's unix socket, as the user who ran the demo):
-    psql -h $DIR/primary-node/pg/run -p $PG_PORT -U postgres
-    psql -h $DIR/secondary-node/pg/run -p $PG_PORT -U postgres   (read-only standby)
-  Agent logs: $DIR/primary-node.log  $DIR/secondary-node.log
+The pair is running (primary-node Active, VIP $VIP).
+  Status (text or --json):      $HACTL status $P
+                                $HACTL status $S --json
+  Stop/start a node (scenario A): $HACTL stop $P      then  $HACTL start $P
+  Switchover, history:          $HACTL switchover $P  ·  $HACTL events $S
+  Tear down (scenario C):       $HACTL teardown --yes $P
+  The database through the VIP: create a role first, e.g.
+    psql -h $DIR/primary-node/pg/run -p $PG_PORT -U postgres -c "CREATE ROLE app LOGIN PASSWORD 'choose-one'"
+    psql "host=$VIP port=$PG_PORT user=app dbname=postgres"
+  Superuser over a node's own socket: psql -h $DIR/<node>/pg/run -p $PG_PORT -U postgres
+  Agent logs: $DIR/primary-node.log  $DIR/secondary-node.log  $DIR/witness.log
   PostgreSQL logs: $DIR/<node>/pg/log/postgresql.log
 
 Press Ctrl-C to stop everything.

@@ -45,6 +45,12 @@ Usage:
                                      make a cluster CA (deploy time)
   hactl pki issue --ca DIR --node NAME --ip IP[,IP...] --out DIR
                                      issue a node identity from the CA
+  hactl stop | start | switchover [--config FILE | --socket PATH]
+                                     cluster services on this node: hand over
+                                     and stop, rejoin as Standby, move Active
+  hactl teardown --yes               destroy the cluster; this node stand-alone
+  hactl maintenance on|off           pause / resume automatic failover
+  hactl events [-n N]                the cluster's history, newest first
   hactl version
 
 Exit codes of status: 0 healthy, 1 degraded, 2 not running on this node,
@@ -65,6 +71,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "pki":
 		return runPKI(args[1:], stdout, stderr)
+	case "stop":
+		return runStop(args[1:], stdout, stderr)
+	case "start":
+		return runStart(args[1:], stdout, stderr)
+	case "switchover":
+		return runSwitchover(args[1:], stdout, stderr)
+	case "teardown":
+		return runTeardown(args[1:], stdout, stderr)
+	case "maintenance":
+		return runMaintenance(args[1:], stdout, stderr)
+	case "events":
+		return runEvents(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "hactl", hactl.Version)
 		return 0
@@ -75,6 +93,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "hactl: unknown command %q\n\n%s", args[0], usage)
 	return ExitUsage
 }
+
+type flagSet = flag.FlagSet
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("hactl "+name, flag.ContinueOnError)

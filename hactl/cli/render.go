@@ -40,6 +40,7 @@ func RenderStatus(w io.Writer, s *hapb.Snapshot, now time.Time) error {
 	}
 	r := &renderer{now: now}
 	r.header(s.GetCluster())
+	r.cluster(s)
 	r.blank()
 	r.localBlock(s.GetLocal())
 	r.blank()
@@ -179,7 +180,7 @@ type renderer struct {
 func (r *renderer) header(c *hapb.ClusterView) {
 	name := clean(c.GetName())
 	health := HealthWord(c.GetHealth())
-	if c.GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED && c.GetHealthReason() != "" {
+	if c.GetHealth() != hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && c.GetHealthReason() != "" {
 		health += ": " + clean(c.GetHealthReason())
 	}
 	switch {
@@ -191,6 +192,46 @@ func (r *renderer) header(c *hapb.ClusterView) {
 		r.text(0, 2, "cluster: "+health)
 	default:
 		r.text(0, 2, "cluster: unknown")
+	}
+}
+
+// cluster prints the replicated facts: Active node, VIP holder, protection,
+// maintenance, and the heartbeat per link.
+func (r *renderer) cluster(s *hapb.Snapshot) {
+	c := s.GetCluster()
+	if a := clean(c.GetActiveNode()); a != "" {
+		r.text(2, 4, fmt.Sprintf("active: %s (epoch %d)", a, c.GetEpoch()))
+	}
+	if v := c.GetVip(); v.GetAddress() != "" {
+		holder := "held by nobody"
+		if h := clean(v.GetHolder()); h != "" {
+			holder = "held by " + h
+			if v.GetSince() != nil {
+				holder += " since " + r.clock(v.GetSince())
+			}
+		}
+		r.text(2, 4, "vip: "+clean(v.GetAddress())+" "+holder)
+	}
+	if c.GetMaintenance() {
+		r.text(2, 4, "maintenance: on (automatic failover paused)")
+	}
+	if p := clean(c.GetProtection()); p != "" {
+		r.text(2, 4, "protection: "+p)
+	}
+	for _, l := range s.GetLinks() {
+		state := "disconnected"
+		if l.GetConnected() {
+			state = "connected"
+		}
+		seg := []string{"heartbeat " + clean(l.GetName()) + ": " + state}
+		if l.GetRtt() != nil {
+			seg = append(seg, fmt.Sprintf(", rtt %.1f ms", float64(l.GetRtt().AsDuration().Microseconds())/1000))
+		}
+		if l.GetLastSeen() != nil {
+			seg = append(seg, ", last beat "+r.ago(l.GetLastSeen()))
+		}
+		seg = append(seg, fmt.Sprintf(", %d missed", l.GetMissed()))
+		r.fields(2, 4, seg...)
 	}
 }
 

@@ -133,3 +133,35 @@ func (c *Controller) SetSynchronousStandbyNames(ctx context.Context, names strin
 
 // SyncStandbyName is the synchronous_standby_names value naming node.
 func SyncStandbyName(node string) string { return `"` + strings.ReplaceAll(node, `"`, ``) + `"` }
+
+// SettleTimeline makes the control file show the current timeline: a
+// promoted server writes its end-of-recovery checkpoint lazily, and until
+// then pg_rewind, which reads the source's timeline from its control file,
+// would wrongly find nothing to rewind. It runs CHECKPOINT if needed.
+func (c *Controller) SettleTimeline(ctx context.Context) error {
+	return c.withConn(ctx, func(conn *pgx.Conn) error {
+		var inRecovery bool
+		var ctl int64
+		var walfile string
+		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), (pg_control_checkpoint()).timeline_id,
+			CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_walfile_name(pg_current_wal_lsn()) END`).Scan(&inRecovery, &ctl, &walfile)
+		if err != nil {
+			return fmt.Errorf("settle timeline of %s: %w", c.cfg.NodeName, err)
+		}
+		if inRecovery {
+			return nil
+		}
+		cur, err := timelineOfWalfile(walfile)
+		if err != nil {
+			return err
+		}
+		if int64(cur) == ctl {
+			return nil
+		}
+		c.log.Info("checkpoint to settle the timeline", "control_timeline", ctl, "timeline", cur)
+		if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("settle timeline of %s: checkpoint: %w", c.cfg.NodeName, err)
+		}
+		return nil
+	})
+}
