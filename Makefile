@@ -52,8 +52,11 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+## bench: scripted scenarios on real agents and PostgreSQL (planned stop, lost
+## Active node); results are reported as metrics, see docs/benchmarks.md.
+BENCHTIME ?= 10x
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 30m ./...
 
 clean:
 	rm -rf $(BIN) $(TOOLS)

@@ -196,7 +196,7 @@ func DefaultConfig() Config {
 			RaftHeartbeat:   Duration(500 * time.Millisecond),
 			RaftElection:    Duration(500 * time.Millisecond),
 			LeaderLease:     Duration(250 * time.Millisecond),
-			FenceDelay:      Duration(750 * time.Millisecond),
+			FenceDelay:      Duration(500 * time.Millisecond),
 			Heartbeat:       Duration(200 * time.Millisecond),
 			HeartbeatDead:   Duration(time.Second),
 			SyncDegradeWait: Duration(5 * time.Second),

@@ -54,7 +54,7 @@ const labVIP = "127.0.0.12"
 // lab is a cluster of real hactl agent processes on loopback, each data
 // node with its own PostgreSQL.
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ca     *pki.CA
 	cfgs   map[string]hactl.Config
@@ -63,7 +63,7 @@ type lab struct {
 }
 
 // freePortOn finds a TCP port free on every given address.
-func freePortOn(t *testing.T, addrs ...string) int {
+func freePortOn(t testing.TB, addrs ...string) int {
 	t.Helper()
 	for i := 0; i < 50; i++ {
 		p := pgtest.FreePort(t)
@@ -90,7 +90,7 @@ func freePortOn(t *testing.T, addrs ...string) int {
 	return 0
 }
 
-func newLab(t *testing.T, withWitness bool) *lab {
+func newLab(t testing.TB, withWitness bool) *lab {
 	t.Helper()
 	pgtest.RequirePostgres(t)
 	ca, err := pki.NewCA("lab", time.Now())
@@ -284,7 +284,7 @@ func (l *lab) waitFor(name, what string, ok func(*hapb.Snapshot) bool) *hapb.Sna
 // runOp runs a streaming operation and returns its progress lines.
 func runOp[T interface {
 	Recv() (*hapb.Progress, error)
-}](t *testing.T, open func(context.Context) (T, error)) ([]string, error) {
+}](t testing.TB, open func(context.Context) (T, error)) ([]string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

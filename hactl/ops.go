@@ -198,7 +198,7 @@ func (a *Agent) waitPeerReceived(ctx context.Context, peer string, lsn uint64) e
 	var last uint64
 	for i := 0; i < 100; i++ {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{})
+		st, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{Fresh: true})
 		cancel()
 		if err == nil {
 			last = st.GetDatabase().GetReceiveLsn()
@@ -222,7 +222,7 @@ func (a *Agent) waitPeer(ctx context.Context, member string, limit time.Duration
 	var lastErr error
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		ns, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{})
+		ns, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{Fresh: true})
 		cancel()
 		if err == nil && ok(ns) {
 			return nil

@@ -75,7 +75,7 @@ func (l *lab) appUser(primary string) string {
 
 // viaVIP runs fn on a fresh connection through the VIP, retrying (bounded)
 // while the VIP moves.
-func viaVIP(t *testing.T, dsn string, fn func(context.Context, *pgx.Conn) error) {
+func viaVIP(t testing.TB, dsn string, fn func(context.Context, *pgx.Conn) error) {
 	t.Helper()
 	var err error
 	for i := 0; i < 100; i++ {
@@ -95,7 +95,7 @@ func viaVIP(t *testing.T, dsn string, fn func(context.Context, *pgx.Conn) error)
 	t.Fatalf("through the VIP: %v", err)
 }
 
-func serverAddr(t *testing.T, dsn string) string {
+func serverAddr(t testing.TB, dsn string) string {
 	var addr string
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, "SELECT host(inet_server_addr())").Scan(&addr)
@@ -107,14 +107,15 @@ func serverAddr(t *testing.T, dsn string) string {
 // like the appliance's clients (scenario B). It keeps what was acknowledged
 // and the longest time without an acknowledged write.
 type writer struct {
-	dsn     string
-	stop    chan struct{}
-	done    chan struct{}
-	mu      sync.Mutex
-	acked   []int64
-	lastAck time.Time
-	gaps    []time.Duration // write unavailability per outage
-	errs    map[string]int  // errors seen, by message
+	dsn      string
+	stop     chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex
+	acked    []int64
+	ackTimes []time.Time
+	lastAck  time.Time
+	gaps     []time.Duration // write unavailability per outage
+	errs     map[string]int  // errors seen, by message
 }
 
 func startWriter(dsn string) *writer {
@@ -171,6 +172,7 @@ func (w *writer) run() {
 		}
 		w.lastAck = now
 		w.acked = append(w.acked, next)
+		w.ackTimes = append(w.ackTimes, now)
 		w.mu.Unlock()
 		next++
 	}

@@ -187,9 +187,12 @@ func (s *peerServer) Leave(ctx context.Context, req *hapb.LeaveRequest) (*hapb.L
 	return &hapb.LeaveResponse{}, nil
 }
 
-func (s *peerServer) GetNodeStatus(ctx context.Context, _ *hapb.NodeStatusRequest) (*hapb.NodeStatus, error) {
+func (s *peerServer) GetNodeStatus(ctx context.Context, req *hapb.NodeStatusRequest) (*hapb.NodeStatus, error) {
 	if _, err := s.caller(ctx); err != nil {
 		return nil, err
+	}
+	if req.GetFresh() {
+		s.a.sampleLocal(ctx)
 	}
 	n := s.a.localStatus()
 	if n == nil {

@@ -2263,7 +2263,10 @@ func (x *EventsResponse) GetEvents() []*Event {
 }
 
 type NodeStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fresh: sample the node now instead of answering from the last sample
+	// (a handover waiting for the peer to have received all WAL).
+	Fresh         bool `protobuf:"varint,1,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2296,6 +2299,13 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_hactl_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *NodeStatusRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
 }
 
 type ReplicationSourceRequest struct {
@@ -2878,8 +2888,9 @@ const file_hactl_proto_rawDesc = "" +
 	"\rEventsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"@\n" +
 	"\x0eEventsResponse\x12.\n" +
-	"\x06events\x18\x01 \x03(\v2\x16.hapair.hactl.v1.EventR\x06events\"\x13\n" +
-	"\x11NodeStatusRequest\"\x1a\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.hapair.hactl.v1.EventR\x06events\")\n" +
+	"\x11NodeStatusRequest\x12\x14\n" +
+	"\x05fresh\x18\x01 \x01(\bR\x05fresh\"\x1a\n" +
 	"\x18ReplicationSourceRequest\"(\n" +
 	"\fApplyRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"%\n" +

@@ -206,8 +206,29 @@ func (c *Controller) Promote(ctx context.Context) error {
 	}
 	if inRecovery {
 		c.log.Info("promote")
-		if _, err := c.tool(ctx, "pg_ctl", nil, "promote", "-D", c.l.data, "-w", "-t", c.timeoutSecs(), "-s"); err != nil {
-			return fmt.Errorf("promote %s: %w; server log: %s", c.cfg.NodeName, err, c.logTail(6))
+		// pg_promote without waiting, then a fine-grained poll: pg_ctl -w
+		// and pg_promote(wait) both poll every 100 ms, which is write
+		// unavailability during a handover.
+		if err := c.withConn(ctx, func(conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, "SELECT pg_promote(wait => false)")
+			return err
+		}); err != nil {
+			return fmt.Errorf("promote %s: %w", c.cfg.NodeName, err)
+		}
+		deadline := time.Now().Add(c.cfg.StartTimeout)
+		for {
+			r, err := c.inRecovery(ctx)
+			if err == nil && !r {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("promote %s: still in recovery after %s; server log: %s", c.cfg.NodeName, c.cfg.StartTimeout, c.logTail(6))
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("promote %s: %w", c.cfg.NodeName, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 	}
 	if err := os.Remove(c.l.upstream); err != nil && !errors.Is(err, fs.ErrNotExist) {

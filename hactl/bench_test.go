@@ -1,0 +1,171 @@
+package hactl_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hapair/hapair/hactl/hapb"
+)
+
+// probe writes through the VIP every 10 ms (a new registration each time,
+// retrying on error) and records when each write was acknowledged.
+type probe struct{ w *writer }
+
+func (p probe) acks() []time.Time {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	return append([]time.Time(nil), p.w.ackTimes...)
+}
+
+// outage is the longest time without an acknowledged write in [from, to].
+func outage(acks []time.Time, from, to time.Time) time.Duration {
+	var worst time.Duration
+	prev := from
+	for _, t := range acks {
+		if t.Before(from) {
+			prev = t
+			continue
+		}
+		if t.After(to) {
+			if d := t.Sub(prev); d > worst {
+				worst = d
+			}
+			break
+		}
+		if d := t.Sub(prev); d > worst {
+			worst = d
+		}
+		prev = t
+	}
+	return worst
+}
+
+func firstAckAfter(acks []time.Time, t0 time.Time) time.Duration {
+	for _, t := range acks {
+		if t.After(t0) {
+			return t.Sub(t0)
+		}
+	}
+	return -1
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// BenchmarkPlannedStop measures a planned stop of the Active node (scenario
+// A step 2, then the node starts again as Standby): the client's write
+// unavailability through the VIP and acknowledged writes lost.
+func BenchmarkPlannedStop(b *testing.B) {
+	l := newLab(b, false)
+	l.start("primary-node")
+	l.start("secondary-node")
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	dsn := l.appUser("primary-node")
+	l.waitFor("primary-node", "streaming", replicates("primary-node", "secondary-node"))
+	w := startWriter(dsn)
+	p := probe{w}
+	time.Sleep(500 * time.Millisecond)
+	names := []string{"primary-node", "secondary-node"}
+	var outs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		active, standby := names[i%2], names[(i+1)%2]
+		c := l.client(active)
+		t0 := time.Now()
+		if _, err := runOp(l.t, stopOp(c)); err != nil {
+			b.Fatalf("stop %s: %v", active, err)
+		}
+		l.waitFor(standby, standby+" Active", func(s *hapb.Snapshot) bool { return s.GetLocal().GetHoldsVip() })
+		time.Sleep(300 * time.Millisecond) // let the client write again
+		outs = append(outs, outage(p.acks(), t0, time.Now()))
+		if _, err := runOp(l.t, startOp(c)); err != nil {
+			b.Fatalf("start %s: %v", active, err)
+		}
+		l.waitFor(standby, "replication back", replicates(standby, active))
+	}
+	b.StopTimer()
+	acked, _ := w.finish()
+	lost := l.lostAcks(dsn, acked)
+	b.ReportMetric(float64(percentile(outs, 0.5).Milliseconds()), "unavail-p50-ms")
+	b.ReportMetric(float64(percentile(outs, 1).Milliseconds()), "unavail-max-ms")
+	b.ReportMetric(float64(lost), "lost-acked-writes")
+	b.ReportMetric(float64(len(acked)), "acked-writes")
+}
+
+// BenchmarkActiveLost kills the Active node's agent and database with a
+// witness present (scenario D): time from the kill to the client's first
+// acknowledged write through the VIP on the new Active node.
+func BenchmarkActiveLost(b *testing.B) {
+	l := newLab(b, true)
+	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
+		l.start(n)
+	}
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	dsn := l.appUser("primary-node")
+	l.waitFor("primary-node", "streaming", replicates("primary-node", "secondary-node"))
+	w := startWriter(dsn)
+	p := probe{w}
+	time.Sleep(500 * time.Millisecond)
+	names := []string{"primary-node", "secondary-node"}
+	var outs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		active, standby := names[i%2], names[(i+1)%2]
+		t0 := time.Now()
+		l.crash(active)
+		l.waitFor(standby, standby+" Active", func(s *hapb.Snapshot) bool { return s.GetLocal().GetHoldsVip() })
+		deadline := time.Now().Add(30 * time.Second)
+		for firstAckAfter(p.acks(), t0) < 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		outs = append(outs, firstAckAfter(p.acks(), t0))
+		l.start(active)
+		l.waitFor(active, active+" rejoined", func(s *hapb.Snapshot) bool {
+			return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming"
+		})
+		l.waitFor(standby, "replication back", replicates(standby, active))
+	}
+	b.StopTimer()
+	acked, _ := w.finish()
+	lost := l.lostAcks(dsn, acked)
+	b.ReportMetric(float64(percentile(outs, 0.5).Milliseconds()), "kill-to-write-p50-ms")
+	b.ReportMetric(float64(percentile(outs, 1).Milliseconds()), "kill-to-write-max-ms")
+	b.ReportMetric(float64(lost), "lost-acked-writes")
+}
+
+// lostAcks counts acknowledged registrations missing on the Active node.
+func (l *lab) lostAcks(dsn string, acked []int64) int {
+	present := map[int64]bool{}
+	viaVIP(l.t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, "SELECT id FROM registrations")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			present[id] = true
+		}
+		return rows.Err()
+	})
+	lost := 0
+	for _, id := range acked {
+		if !present[id] {
+			lost++
+		}
+	}
+	return lost
+}
