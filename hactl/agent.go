@@ -60,6 +60,7 @@ type Agent struct {
 
 	opMu        sync.Mutex   // one operation (or reconcile pass) at a time
 	established atomic.Bool  // leader that promoted and holds the VIP
+	holding     atomic.Bool  // Active without quorum (two voters, peer away)
 	planned     atomic.Bool  // a planned handover is running on this node
 	leaderSince atomic.Int64 // unix nanos when leadership was won
 
@@ -79,6 +80,10 @@ type Agent struct {
 	// lastFollowErr: the last failure to follow the Active node, so a
 	// repeated one is logged, not recorded as a new event every second.
 	lastFollowErr string
+	// peerBeatRole is the database role the peer's latest heartbeat
+	// announced, at peerBeatAt.
+	peerBeatRole string
+	peerBeatAt   time.Time
 }
 
 // New checks cfg and prepares the agent; it starts nothing.

@@ -111,13 +111,13 @@ func (a *Agent) leaderLoop(ctx context.Context) {
 				a.establish(ctx)
 			} else {
 				a.log.Info("lost leadership")
-				a.revoke(ctx, "lost leadership")
+				a.stepDown(ctx, "lost leadership")
 			}
 		case <-retry.C:
 			if n.IsLeader() && !a.established.Load() {
 				a.establish(ctx)
 			} else if !n.IsLeader() && a.established.Load() {
-				a.revoke(ctx, "no longer leader")
+				a.stepDown(ctx, "no longer leader")
 			}
 		}
 	}
@@ -225,6 +225,7 @@ func (a *Agent) establish(ctx context.Context) {
 	}
 	a.ensurePeerSlot(ctx, n.State())
 	a.established.Store(true)
+	a.holding.Store(false)
 	if err := a.pg.SettleTimeline(ctx); err != nil {
 		a.log.Warn("settle timeline", "err", err)
 	}
@@ -270,7 +271,11 @@ func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status)
 	}
 	a.mu.Lock()
 	lsn, syncName, at := a.primaryLSN, a.primarySync, a.primaryAt
+	peerRole, peerAt := a.peerBeatRole, a.peerBeatAt
 	a.mu.Unlock()
+	if peerRole == "primary" && time.Since(peerAt) < time.Duration(a.cfg.Timers.HeartbeatDead) {
+		return errors.New("the Active node's heartbeats say its database is a running primary")
+	}
 	if !at.IsZero() {
 		have := uint64(db.ReceiveLSN)
 		if lsn > have && lsn-have > st.Settings.MaxLagBytes {
@@ -332,12 +337,42 @@ func (a *Agent) isVoter(name string) bool {
 	return false
 }
 
+// stepDown handles the loss of leadership by the Active node. With three
+// voters (a witness), the majority may elect another node: revoke at once
+// (release the VIP, stop writing). With two voters nobody can be elected
+// without this node's vote, and a standby never promotes while this node's
+// heartbeats say it runs a primary: keep serving, without quorum, until the
+// peer is back (the reconciler keeps the VIP).
+func (a *Agent) stepDown(ctx context.Context, why string) {
+	if a.planned.Load() || a.othersMayElect() {
+		a.revoke(ctx, why)
+		return
+	}
+	if a.established.Swap(false) {
+		a.holding.Store(true)
+		a.events.add(a.cfg.NodeName, "quorum", "lost quorum ("+why+"): two voters, so nobody else can be elected; staying Active without quorum")
+	}
+	a.kickReconcile()
+}
+
+// othersMayElect reports whether a majority without this node exists: three
+// or more voters.
+func (a *Agent) othersMayElect() bool {
+	n := a.raftNode()
+	if n == nil {
+		return false
+	}
+	vs, err := n.Voters()
+	return err != nil || len(vs) >= 3
+}
+
 // revoke: this node is not (or no longer) Active: release the VIP and, if
 // its database is a primary that may compete with another one, stop it
 // writing at once. (Before the first Active node is recorded, nobody else
 // can be primary: a standby never promotes without one.)
 func (a *Agent) revoke(ctx context.Context, why string) {
 	was := a.established.Swap(false)
+	a.holding.Store(false)
 	if a.pg == nil {
 		return
 	}
@@ -514,7 +549,17 @@ func (a *Agent) reconcile(ctx context.Context) {
 		}
 		return
 	}
-	// A follower never holds the VIP nor runs a primary.
+	// The recorded Active node without quorum in a two-voter cluster keeps
+	// its VIP and primary (see stepDown); any other follower never holds
+	// the VIP nor runs a primary.
+	if st.Active == a.cfg.NodeName && db.Role == pg.RolePrimary && !a.othersMayElect() {
+		a.holding.Store(true)
+		if err := a.takeVIP(ctx); err != nil {
+			a.fail("take vip", err)
+		}
+		return
+	}
+	a.holding.Store(false)
 	if err := a.releaseVIP(ctx); err != nil {
 		a.fail("release vip", err)
 	}
@@ -795,7 +840,13 @@ func (a *Agent) exchangePositions(hb *heartbeat.Heartbeat) {
 	}
 	payload, at := hb.PeerPayload()
 	var pb beat
-	if len(payload) == 0 || json.Unmarshal(payload, &pb) != nil || pb.Role != "primary" {
+	if len(payload) == 0 || json.Unmarshal(payload, &pb) != nil {
+		return
+	}
+	a.mu.Lock()
+	a.peerBeatRole, a.peerBeatAt = pb.Role, at
+	a.mu.Unlock()
+	if pb.Role != "primary" {
 		return
 	}
 	a.mu.Lock()

@@ -209,6 +209,17 @@ func (l *lab) crash(name string) {
 	}
 }
 
+// signal sends sig to name's agent process (SIGSTOP freezes it: to its
+// peers it is as if its host were cut off).
+func (l *lab) signal(name string, sig syscall.Signal) {
+	l.t.Helper()
+	if cmd := l.procs[name]; cmd != nil {
+		if err := cmd.Process.Signal(sig); err != nil {
+			l.t.Fatalf("signal %s: %v", name, err)
+		}
+	}
+}
+
 func (l *lab) postmasterPID(name string) int {
 	b, err := os.ReadFile(filepath.Join(l.cfgs[name].StateDir, "pg", "data", "postmaster.pid"))
 	if err != nil {

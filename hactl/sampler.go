@@ -109,7 +109,7 @@ func (a *Agent) roleOf(st *cluster.State, db *hapb.DatabaseStatus) hapb.NodeRole
 		return hapb.NodeRole_NODE_ROLE_STOPPED
 	}
 	switch {
-	case a.established.Load() && db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
+	case (a.established.Load() || a.holding.Load()) && db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
 		return hapb.NodeRole_NODE_ROLE_ACTIVE
 	case db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
 		return hapb.NodeRole_NODE_ROLE_STANDBY
@@ -313,7 +313,7 @@ func (a *Agent) clusterView(st *cluster.State, local *hapb.NodeStatus, peer *hap
 	if cv.Witness != "" {
 		cv.Protection = "three voters (witness " + cv.Witness + "): a node cut off from the majority stops writing and releases the VIP before the other may promote"
 	} else {
-		cv.Protection = "two nodes, no witness: a lost Active node is not replaced automatically (no third vote to rule out split-brain); planned stop and switchover work"
+		cv.Protection = "two nodes, no witness: a lost standby leaves the Active node serving; a lost Active node is not replaced automatically (no third vote to rule out split-brain); planned stop and switchover work"
 	}
 	if st.Maintenance {
 		cv.Health, cv.HealthReason = hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED, "maintenance mode: automatic failover paused"

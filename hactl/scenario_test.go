@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -465,4 +466,85 @@ func TestScenarioC(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "HA is not enabled") {
 		t.Fatalf("ClusterStop on the stand-alone node: %v, want HA is not enabled", err)
 	}
+}
+
+// TestIsolatedActiveDemotesItself freezes every other member (SIGSTOP): the
+// Active node, cut off from the majority, must release the VIP and stop
+// writing by itself. When the others come back, the cluster has an Active
+// node again and no write was lost.
+func TestIsolatedActiveDemotesItself(t *testing.T) {
+	l := newLab(t, true)
+	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
+		l.start(n)
+	}
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	dsn := l.appUser("primary-node")
+	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('BEFORE')")
+		return err
+	})
+	l.waitFor("primary-node", "replication", replicates("primary-node", "secondary-node"))
+	for _, n := range []string{"witness", "secondary-node"} {
+		l.signal(n, syscall.SIGSTOP)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			for _, n := range []string{"witness", "secondary-node"} {
+				l.signal(n, syscall.SIGCONT)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	l.waitFor("primary-node", "the isolated Active node demotes itself", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() != hapb.NodeRole_NODE_ROLE_ACTIVE && !s.GetLocal().GetHoldsVip() &&
+			s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
+	})
+	resume()
+	var active string
+	l.waitFor("secondary-node", "an Active node again", func(s *hapb.Snapshot) bool {
+		active = s.GetCluster().GetActiveNode()
+		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && s.GetCluster().GetVip().GetHolder() == active
+	})
+	var n int
+	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT count(*) FROM accounts WHERE name = 'BEFORE'").Scan(&n)
+	})
+	if n != 1 {
+		t.Fatalf("after the isolation the Active node (%s) has %d BEFORE rows, want 1", active, n)
+	}
+}
+
+// TestStandbyLostTwoNodes kills the standby's agent and database in a pair
+// without a witness: the Active node loses its raft quorum but must keep
+// serving (nobody else can be elected without it); the standby rejoins when
+// it comes back.
+func TestStandbyLostTwoNodes(t *testing.T) {
+	l := newLab(t, false)
+	l.start("primary-node")
+	l.start("secondary-node")
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	dsn := l.appUser("primary-node")
+	l.waitFor("primary-node", "replication", replicates("primary-node", "secondary-node"))
+	l.crash("secondary-node")
+	l.waitFor("primary-node", "primary-node serving alone, degraded", func(s *hapb.Snapshot) bool {
+		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED && s.GetLocal().GetRaftState() != "Leader"
+	})
+	// Still Active, still holding the VIP, still writable, a while later.
+	time.Sleep(2 * time.Second)
+	s := l.waitFor("primary-node", "primary-node still Active", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE && s.GetLocal().GetHoldsVip()
+	})
+	if s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
+		t.Fatalf("database %v, want primary", s.GetLocal().GetDatabase().GetRole())
+	}
+	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('ALONE')")
+		return err
+	})
+	l.start("secondary-node")
+	l.waitFor("primary-node", "the pair healthy again", func(s *hapb.Snapshot) bool {
+		return activeIs("primary-node")(s) && replicates("primary-node", "secondary-node")(s)
+	})
 }
