@@ -82,8 +82,9 @@ type Agent struct {
 	lastFollowErr string
 	// peerBeatRole is the database role the peer's latest heartbeat
 	// announced, at peerBeatAt.
-	peerBeatRole string
-	peerBeatAt   time.Time
+	peerBeatRole  string
+	peerBeatAt    time.Time
+	peerBeatEpoch uint64
 }
 
 // New checks cfg and prepares the agent; it starts nothing.

@@ -1,6 +1,7 @@
 package hactl
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -21,23 +23,7 @@ import (
 // startRaft starts this node's consensus member; the node configured to
 // bootstrap the primary also makes the initial configuration.
 func (a *Agent) startRaft() error {
-	self := a.cfg.Self()
-	var listen []string
-	for _, addr := range self.Addrs() {
-		listen = append(listen, net.JoinHostPort(addr, strconv.Itoa(self.RaftPort)))
-	}
-	nc := cluster.NodeConfig{
-		Name:               a.cfg.NodeName,
-		Listen:             listen,
-		Dir:                a.cfg.RaftDir(),
-		Identity:           a.id,
-		HeartbeatTimeout:   time.Duration(a.cfg.Timers.RaftHeartbeat),
-		ElectionTimeout:    time.Duration(a.cfg.Timers.RaftElection),
-		LeaderLeaseTimeout: time.Duration(a.cfg.Timers.LeaderLease),
-		CommitTimeout:      20 * time.Millisecond,
-		Logger:             a.log,
-		OnApply:            func() { a.kickReconcile(); a.kickSampler() },
-	}
+	nc := a.nodeConfig()
 	n, err := cluster.StartNode(nc)
 	if err != nil {
 		return err
@@ -56,6 +42,26 @@ func (a *Agent) startRaft() error {
 	a.node = n
 	a.nodeMu.Unlock()
 	return nil
+}
+
+func (a *Agent) nodeConfig() cluster.NodeConfig {
+	self := a.cfg.Self()
+	var listen []string
+	for _, addr := range self.Addrs() {
+		listen = append(listen, net.JoinHostPort(addr, strconv.Itoa(self.RaftPort)))
+	}
+	return cluster.NodeConfig{
+		Name:               a.cfg.NodeName,
+		Listen:             listen,
+		Dir:                a.cfg.RaftDir(),
+		Identity:           a.id,
+		HeartbeatTimeout:   time.Duration(a.cfg.Timers.RaftHeartbeat),
+		ElectionTimeout:    time.Duration(a.cfg.Timers.RaftElection),
+		LeaderLeaseTimeout: time.Duration(a.cfg.Timers.LeaderLease),
+		CommitTimeout:      20 * time.Millisecond,
+		Logger:             a.log,
+		OnApply:            func() { a.kickReconcile(); a.kickSampler() },
+	}
 }
 
 // initialState is the cluster's first state, proposed by the bootstrapping
@@ -94,17 +100,19 @@ func (a *Agent) initialState() (*cluster.State, error) {
 // the VIP), retrying while it leads; on losing it revokes (release the VIP,
 // stop writing). raft's notifications come on the node's own channel.
 func (a *Agent) leaderLoop(ctx context.Context) {
-	n := a.raftNode()
-	if n == nil {
-		return
-	}
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	for {
+		// The node may be replaced (forced takeover) or gone (teardown).
+		n := a.raftNode()
+		var leaderCh <-chan bool
+		if n != nil {
+			leaderCh = n.LeaderCh()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case leader := <-n.LeaderCh():
+		case leader := <-leaderCh:
 			if leader {
 				a.leaderSince.Store(time.Now().UnixNano())
 				a.log.Info("won leadership")
@@ -114,6 +122,9 @@ func (a *Agent) leaderLoop(ctx context.Context) {
 				a.stepDown(ctx, "lost leadership")
 			}
 		case <-retry.C:
+			if n == nil {
+				continue
+			}
 			if n.IsLeader() && !a.established.Load() {
 				a.establish(ctx)
 			} else if !n.IsLeader() && a.established.Load() {
@@ -515,6 +526,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 	}
 	defer a.opMu.Unlock()
 	st := n.State()
+	if a.replaced(ctx, st) {
+		return
+	}
 	if st.ID == "" {
 		return
 	}
@@ -591,6 +605,38 @@ func (a *Agent) reconcile(ctx context.Context) {
 	case err != nil:
 		a.log.Debug("follow failed again", "active", active.Name, "err", err)
 	}
+}
+
+// replaced handles a node that the other one replaced while it was away
+// (a forced takeover): the peer's heartbeats announce a primary in a later
+// epoch than this node knows. It stops writing at once and asks the peer to
+// take it back as a voter; the reconciler then rewinds it as a standby.
+func (a *Agent) replaced(ctx context.Context, st *cluster.State) bool {
+	peer, ok := a.cfg.PeerMember()
+	if !ok {
+		return false
+	}
+	a.mu.Lock()
+	role, at, epoch := a.peerBeatRole, a.peerBeatAt, a.peerBeatEpoch
+	a.mu.Unlock()
+	if role != "primary" || epoch <= st.Epoch || time.Since(at) > time.Duration(a.cfg.Timers.HeartbeatDead) {
+		return false
+	}
+	if n := a.raftNode(); n == nil || n.IsLeader() {
+		return false
+	}
+	a.revoke(ctx, peer.Name+" took over in epoch "+strconv.FormatUint(epoch, 10))
+	if pc, ok := a.clients[peer.Name]; ok {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := pc.Join(cctx, &hapb.JoinRequest{Node: a.cfg.NodeName, RaftAddr: a.cfg.Self().RaftAddr()})
+		cancel()
+		if err != nil {
+			a.log.Info("rejoin the cluster of the node that took over", "peer", peer.Name, "err", err)
+		} else {
+			a.events.add(a.cfg.NodeName, "cluster", "rejoined the cluster of "+peer.Name+" after its takeover")
+		}
+	}
+	return true
 }
 
 // followActive makes this node's database a standby of the Active node:
@@ -759,7 +805,11 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	if !ok || a.cfg.IsWitness() || a.id == nil {
 		return
 	}
-	var key []byte
+	// The key comes from the replicated state and is kept on disk, so the
+	// heartbeat runs even while consensus cannot (a node that restarts
+	// alone learns from the heartbeats whether it was replaced).
+	keyFile := filepath.Join(a.cfg.StateDir, "heartbeat.key")
+	key, _ := os.ReadFile(keyFile)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for len(key) == 0 {
@@ -770,6 +820,11 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		}
 		if n := a.raftNode(); n != nil {
 			key = n.State().HeartbeatKey
+		}
+	}
+	if old, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(old, key) {
+		if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+			a.log.Warn("keep the heartbeat key", "err", err)
 		}
 	}
 	self := a.cfg.Self()
@@ -844,7 +899,7 @@ func (a *Agent) exchangePositions(hb *heartbeat.Heartbeat) {
 		return
 	}
 	a.mu.Lock()
-	a.peerBeatRole, a.peerBeatAt = pb.Role, at
+	a.peerBeatRole, a.peerBeatAt, a.peerBeatEpoch = pb.Role, at, pb.Epoch
 	a.mu.Unlock()
 	if pb.Role != "primary" {
 		return

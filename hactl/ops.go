@@ -343,6 +343,9 @@ func (s *agentServer) Switchover(req *hapb.SwitchoverRequest, stream hapb.Agent_
 	if err != nil {
 		return err
 	}
+	if req.GetForce() {
+		return a.forceTakeover(st, stream.Send)
+	}
 	if !n.IsLeader() || !a.established.Load() {
 		return status.Errorf(codes.FailedPrecondition, "run the switchover on the Active node (%s)", st.Active)
 	}
@@ -435,4 +438,54 @@ func (s *agentServer) SetMaintenance(ctx context.Context, req *hapb.SetMaintenan
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	return &hapb.SetMaintenanceResponse{Enabled: req.GetEnabled()}, nil
+}
+
+// forceTakeover makes this standby the Active node when the Active node is
+// lost and no majority can form without it (two voters, no witness): raft is
+// recovered with this node as the only voter, then the leader loop promotes
+// it. It refuses while the Active node's heartbeats are seen on any link.
+func (a *Agent) forceTakeover(st *cluster.State, send func(*hapb.Progress) error) error {
+	if st.Active == a.cfg.NodeName {
+		return status.Error(codes.FailedPrecondition, "this node is already the Active node")
+	}
+	if hb := a.heartbeats(); hb == nil || hb.Connected() {
+		return status.Errorf(codes.FailedPrecondition, "%s still answers heartbeats: it is not lost; use a switchover on it instead", st.Active)
+	}
+	if a.othersMayElect() {
+		return status.Error(codes.FailedPrecondition, "a majority can still elect a new Active node (witness present): wait for the automatic failover")
+	}
+	db, err := a.pg.Status(context.Background())
+	if err != nil || db.Role != pg.RoleStandby {
+		return status.Errorf(codes.FailedPrecondition, "this node's database is %v, not a standby: it cannot take over", db.Role)
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	ctx, cancel := opContext()
+	defer cancel()
+	p := newProgress(a.cfg.NodeName, send)
+	p.step("%s is lost (no heartbeat on any link); taking over on the operator's word...", st.Active)
+	a.nodeMu.Lock()
+	old := a.node
+	a.node = nil
+	a.nodeMu.Unlock()
+	if old != nil {
+		if err := old.Shutdown(); err != nil {
+			a.log.Warn("raft shutdown", "err", err)
+		}
+	}
+	if err := cluster.RecoverSoleVoter(a.nodeConfig()); err != nil {
+		return status.Errorf(codes.Internal, "%v", err)
+	}
+	if err := a.startRaft(); err != nil {
+		return status.Errorf(codes.Internal, "restart consensus: %v", err)
+	}
+	p.step("%s is now the only voter", a.cfg.NodeName)
+	a.opMu.Unlock()
+	err = a.waitState(ctx, 30*time.Second, func(s *cluster.State) bool { return s.Active == a.cfg.NodeName && s.Epoch > st.Epoch })
+	a.opMu.Lock()
+	if err != nil {
+		return status.Errorf(codes.DeadlineExceeded, "this node did not become Active: %v", err)
+	}
+	p.done("%s is Active (epoch %d). When %s comes back it rejoins as Standby.", a.cfg.NodeName, a.raftNode().State().Epoch, st.Active)
+	return nil
 }

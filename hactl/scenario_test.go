@@ -548,3 +548,62 @@ func TestStandbyLostTwoNodes(t *testing.T) {
 		return activeIs("primary-node")(s) && replicates("primary-node", "secondary-node")(s)
 	})
 }
+
+// TestForcedTakeoverTwoNodes: in a pair without a witness the Active node's
+// host is lost; the operator takes over on the standby (refused while the
+// Active node still answers heartbeats). When the old node comes back it
+// sees the later epoch in the heartbeats and rejoins as Standby.
+func TestForcedTakeoverTwoNodes(t *testing.T) {
+	l := newLab(t, false)
+	l.start("primary-node")
+	l.start("secondary-node")
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	dsn := l.appUser("primary-node")
+	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('BEFORE')")
+		return err
+	})
+	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
+	sc := l.client("secondary-node")
+	force := func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+		return sc.Switchover(ctx, &hapb.SwitchoverRequest{Force: true})
+	}
+	if _, err := runOp(t, force); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "answers heartbeats") {
+		t.Fatalf("forced takeover while the Active node is alive: %v, want a refusal", err)
+	}
+	l.crash("primary-node")
+	l.waitFor("secondary-node", "heartbeats lost on every link", func(s *hapb.Snapshot) bool {
+		for _, lk := range s.GetLinks() {
+			if lk.GetConnected() {
+				return false
+			}
+		}
+		return len(s.GetLinks()) > 0
+	})
+	// No automatic promotion without a third vote.
+	if s := l.waitFor("secondary-node", "still standby", func(*hapb.Snapshot) bool { return true }); s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_STANDBY {
+		t.Fatalf("the standby promoted by itself: %v", s.GetLocal().GetDatabase().GetRole())
+	}
+	lines, err := runOp(t, force)
+	if err != nil {
+		t.Fatalf("forced takeover: %v", err)
+	}
+	if !hasLine(lines, "secondary-node is Active") {
+		t.Errorf("progress %q", lines)
+	}
+	l.waitFor("secondary-node", "secondary-node Active with the VIP", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE && s.GetLocal().GetHoldsVip()
+	})
+	var n int
+	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT count(*) FROM accounts WHERE name = 'BEFORE'").Scan(&n)
+	})
+	if n != 1 {
+		t.Fatalf("%d BEFORE rows on the new Active node, want 1", n)
+	}
+	l.start("primary-node")
+	l.waitFor("primary-node", "the old node rejoins as Standby", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming" && !s.GetLocal().GetHoldsVip()
+	})
+	l.waitFor("secondary-node", "replication secondary ==> primary", replicates("secondary-node", "primary-node"))
+}

@@ -48,6 +48,8 @@ Usage:
   hactl stop | start | switchover [--config FILE | --socket PATH]
                                      cluster services on this node: hand over
                                      and stop, rejoin as Standby, move Active
+  hactl switchover --force           on the Standby, when the Active node is lost
+                                     and there is no witness: take over
   hactl teardown --yes               destroy the cluster; this node stand-alone
   hactl maintenance on|off           pause / resume automatic failover
   hactl events [-n N]                the cluster's history, newest first

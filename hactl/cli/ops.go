@@ -81,8 +81,11 @@ func runStart(args []string, stdout, stderr io.Writer) int {
 }
 
 func runSwitchover(args []string, stdout, stderr io.Writer) int {
-	return agentCall("switchover", args, stderr, nil, func(ctx context.Context, c hapb.AgentClient) error {
-		st, err := c.Switchover(ctx, &hapb.SwitchoverRequest{})
+	var force *bool
+	return agentCall("switchover", args, stderr, func(fs *flagSet) {
+		force = fs.Bool("force", false, "on the Standby of a pair without a witness whose Active node is lost: take over")
+	}, func(ctx context.Context, c hapb.AgentClient) error {
+		st, err := c.Switchover(ctx, &hapb.SwitchoverRequest{Force: *force})
 		return printProgress(stdout, st, err)
 	})
 }

@@ -367,3 +367,35 @@ func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	}
 	return nil, fmt.Errorf("raft dial %s: %w", addr, errors.Join(errs...))
 }
+
+// RecoverSoleVoter rewrites this member's stored raft state so that it is
+// the only voter (hashicorp/raft's manual recovery, as with Consul's
+// peers.json). Raft must not be running on cfg.Dir. The next StartNode then
+// elects this member alone. Used when the other data node is lost and no
+// witness can vote: the operator (or the tie-breaker) decides instead.
+func RecoverSoleVoter(cfg NodeConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hlog := newHCLog(log.With("component", "raft"), "raft")
+	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.Dir, "raft.db"))
+	if err != nil {
+		return fmt.Errorf("raft store %s: %w", cfg.Dir, err)
+	}
+	defer store.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("raft snapshots: %w", err)
+	}
+	addr := raft.ServerAddress(strings.Join(cfg.Listen, ","))
+	_, trans := raft.NewInmemTransport(addr)
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Name)
+	rc.Logger = hlog
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
+	if err := raft.RecoverCluster(rc, NewFSM(nil), store, store, snaps, trans, conf); err != nil {
+		return fmt.Errorf("recover raft as the sole voter: %w", err)
+	}
+	return nil
+}

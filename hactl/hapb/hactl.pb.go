@@ -2043,8 +2043,12 @@ func (x *TeardownRequest) GetConfirm() bool {
 }
 
 type SwitchoverRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// force, on the Standby: the Active node is lost and no witness can vote;
+	// the operator confirms it is down. This node becomes the only voter and
+	// promotes. Refused while the Active node's heartbeats are seen.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2084,6 +2088,13 @@ func (x *SwitchoverRequest) GetTarget() string {
 		return x.Target
 	}
 	return ""
+}
+
+func (x *SwitchoverRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 type SetMaintenanceRequest struct {
@@ -2878,9 +2889,10 @@ const file_hactl_proto_rawDesc = "" +
 	"\x12ClusterStopRequest\"\x15\n" +
 	"\x13ClusterStartRequest\"+\n" +
 	"\x0fTeardownRequest\x12\x18\n" +
-	"\aconfirm\x18\x01 \x01(\bR\aconfirm\"+\n" +
+	"\aconfirm\x18\x01 \x01(\bR\aconfirm\"A\n" +
 	"\x11SwitchoverRequest\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\"1\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"1\n" +
 	"\x15SetMaintenanceRequest\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\"2\n" +
 	"\x16SetMaintenanceResponse\x12\x18\n" +

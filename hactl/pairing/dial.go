@@ -58,10 +58,7 @@ func dial(ctx context.Context, addr string, key []byte, offer *Offer, wantNode s
 	raw, err := d.DialContext(dialCtx, "tcp", addr)
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil {
-			return Accept{}, fmt.Errorf("connect: %w", context.Cause(ctx))
-		}
-		return Accept{}, fmt.Errorf("connect: %w", err)
+		return Accept{}, fmt.Errorf("connect: %w", ctxErr(ctx, err))
 	}
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })

@@ -29,7 +29,7 @@ const (
 //
 // The methods are safe for concurrent use, but only one Accept runs at a
 // time. Connections are served only while Accept runs (up to a few at once);
-// in between they wait in the queue.
+// others wait in the listen queue.
 type Listener struct {
 	ln        net.Listener
 	key       []byte // the canonical token: the HMAC key
@@ -230,7 +230,11 @@ func (l *Listener) Accept(ctx context.Context, decide func(Offer) (Accept, error
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan result, 2) // at most one sender; room to spare
-	sem := make(chan struct{}, maxConcurrent)
+	// At most maxConcurrent connections are served at once; more wait in
+	// the listen queue (not dropped, so a flood delays but does not shut
+	// out the deployer).
+	finished := make(chan struct{}, maxConcurrent)
+	active := 0
 	var wg sync.WaitGroup
 	expiry := time.NewTimer(time.Until(l.expiresAt))
 	defer expiry.Stop()
@@ -238,21 +242,21 @@ func (l *Listener) Accept(ctx context.Context, decide func(Offer) (Accept, error
 	var res *result
 loop:
 	for {
+		var incoming <-chan net.Conn
+		if active < maxConcurrent {
+			incoming = l.conns
+		}
 		select {
-		case c := <-l.conns:
-			select {
-			case sem <- struct{}{}:
-			default:
-				l.log.Warn("pairing: too many connections at once; dropping one", "remote", c.RemoteAddr().String())
-				_ = c.Close()
-				continue
-			}
+		case c := <-incoming:
+			active++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
+				defer func() { finished <- struct{}{} }()
 				l.serve(hctx, c, decide, results)
 			}()
+		case <-finished:
+			active--
 		case r := <-results:
 			res = &r
 			break loop
@@ -325,13 +329,14 @@ func (l *Listener) expireIfOpen() bool {
 	return l.state != stateClaimed
 }
 
-// verdict is the outcome of checking a proof.
+// verdict is the outcome of a connection's attempt.
 type verdict int
 
 const (
-	verdictOK      verdict = iota // right; the token is now claimed
-	verdictWrong                  // wrong; counted
-	verdictBurnt                  // wrong, and the token is now burnt
+	verdictNone    verdict = iota // no proof checked (an error before it)
+	verdictOK                     // right; the token is now claimed
+	verdictWrong                  // failed; counted
+	verdictBurnt                  // failed, and the token is now burnt
 	verdictNotOpen                // the token was not open; not counted
 )
 
@@ -388,7 +393,7 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // errWrongProof and errNotOpen end a connection whose proof was rejected.
 var (
 	errWrongProof = errors.New("wrong token proof")
-	errNotOpen    = errors.New("token no longer accepted")
+	errNotOpen    = errors.New("the token was already used, burnt or expired")
 )
 
 // serve handles one connection; it reports to results only when it claimed
@@ -400,56 +405,45 @@ func (l *Listener) serve(ctx context.Context, raw net.Conn, decide func(Offer) (
 	remote := raw.RemoteAddr().String()
 	cc := &countingConn{Conn: raw}
 
-	c, err := l.prove(ctx, cc)
-	if err != nil {
-		v := verdictNotOpen
+	c, v, err := l.prove(ctx, cc)
+	if v == verdictOK {
+		// The token is claimed: whatever happens now, it is consumed.
+		var offer Offer
+		if err == nil {
+			offer, err = l.exchange(c, decide)
+		}
+		if err != nil {
+			l.log.Warn("pairing: failed after the token proof; the token is used up", "remote", remote, "err", err)
+			trySend(results, result{err: fmt.Errorf("pairing with %s: %w", remote, err)})
+			return
+		}
+		l.log.Info("pairing: done", "remote", remote, "cluster", offer.ClusterName, "deployer", offer.DeployerName)
+		trySend(results, result{offer: offer})
+		return
+	}
+	if v == verdictNone {
 		switch {
-		case errors.Is(err, errNotOpen):
-		case errors.Is(err, errWrongProof):
-			v = verdictWrong
 		case ctx.Err() != nil:
-			// Accept is ending; not the peer's fault.
+			return // Accept is ending; not the peer's fault
 		case cc.n.Load() == 0:
-			// Nothing was sent (a port probe, or a client that gave up):
-			// that cannot be a guess.
+			// Nothing was sent (a port probe, or a client that gave up
+			// at once): that cannot be a guess.
 			l.log.Debug("pairing: connection closed without data", "remote", remote, "err", err)
-		default:
-			v = l.failed()
+			return
 		}
-		if v == verdictWrong && errors.Is(err, errWrongProof) {
-			// verify already counted it; find out whether it burnt the token.
-			if l.stateIs(stateBurnt) {
-				v = verdictBurnt
-			}
-		}
-		if v == verdictWrong || v == verdictBurnt {
-			l.log.Warn("pairing: attempt failed", "remote", remote, "err", err,
-				"failed_attempts", l.FailedAttempts(), "max_attempts", MaxAttempts)
-		} else if errors.Is(err, errNotOpen) {
-			l.log.Warn("pairing: attempt after the token was used, burnt or expired", "remote", remote)
-		}
-		if v == verdictBurnt {
-			l.log.Warn("pairing: too many failed attempts; the token is burnt")
-			trySend(results, result{err: ErrTooManyAttempts})
-		}
-		return
+		v = l.failed()
 	}
-
-	// The token is claimed: whatever happens now, it is consumed.
-	offer, err := l.exchange(c, decide)
-	if err != nil {
-		l.log.Warn("pairing: failed after the token proof", "remote", remote, "err", err)
-		trySend(results, result{err: fmt.Errorf("pairing with %s: %w", remote, err)})
-		return
+	switch v {
+	case verdictNotOpen:
+		l.log.Warn("pairing: attempt rejected", "remote", remote, "err", errNotOpen)
+	case verdictWrong, verdictBurnt:
+		l.log.Warn("pairing: attempt failed", "remote", remote, "err", err,
+			"failed_attempts", l.FailedAttempts(), "max_attempts", MaxAttempts)
 	}
-	l.log.Info("pairing: done", "remote", remote, "cluster", offer.ClusterName, "deployer", offer.DeployerName)
-	trySend(results, result{offer: offer})
-}
-
-func (l *Listener) stateIs(s tokenState) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.state == s
+	if v == verdictBurnt {
+		l.log.Warn("pairing: too many failed attempts; the token is burnt")
+		trySend(results, result{err: ErrTooManyAttempts})
+	}
 }
 
 func trySend(ch chan<- result, r result) {
@@ -459,42 +453,44 @@ func trySend(ch chan<- result, r result) {
 	}
 }
 
-// prove runs the TLS handshake and the token proofs on the server side. On
-// success the token is claimed and the returned conn is ready for the
-// exchange. A wrong proof yields errWrongProof (already counted); a proof
-// arriving when the token is no longer open yields errNotOpen.
-func (l *Listener) prove(ctx context.Context, raw net.Conn) (*conn, error) {
+// prove runs the TLS handshake and the token proofs on the server side. It
+// returns verdictNone with an error that happened before a proof could be
+// checked (not counted yet), verify's verdict for a checked proof, and for
+// verdictOK (the token is now claimed) the connection, ready for the
+// exchange, or an error sending our proof.
+func (l *Listener) prove(ctx context.Context, raw net.Conn) (*conn, verdict, error) {
 	cert, err := ephemeralCert()
 	if err != nil {
-		return nil, err
+		return nil, verdictNone, err
 	}
 	c := &conn{ctx: ctx, raw: raw, tc: tls.Server(raw, serverConfig(cert)), step: l.step}
 	ekm, clientLeaf, serverLeaf, err := c.handshake(cert.Certificate[0])
 	if err != nil {
-		return nil, err
+		return nil, verdictNone, err
 	}
 	m, err := c.recv("token proof", maxProofSize)
 	if err != nil {
-		return nil, err
+		return nil, verdictNone, err
 	}
 	got, err := proofMAC(m)
 	if err != nil {
-		return nil, fmt.Errorf("receive token proof: %w", err)
+		return nil, verdictNone, fmt.Errorf("receive token proof: %w", err)
 	}
-	switch l.verify(got, computeProof(l.key, roleClient, ekm, clientLeaf, serverLeaf)) {
+	v := l.verify(got, computeProof(l.key, roleClient, ekm, clientLeaf, serverLeaf))
+	switch v {
 	case verdictOK:
 	case verdictNotOpen:
 		_ = c.send(&message{Type: msgReject})
-		return nil, errNotOpen
+		return nil, v, errNotOpen
 	default:
 		_ = c.send(&message{Type: msgReject})
-		return nil, errWrongProof
+		return nil, v, errWrongProof
 	}
 	mine := computeProof(l.key, roleServer, ekm, clientLeaf, serverLeaf)
 	if err := c.send(&message{Type: msgProof, Version: protocolVersion, MAC: mine}); err != nil {
-		return c, nil // claimed; exchange reports the broken connection
+		return nil, v, err
 	}
-	return c, nil
+	return c, v, nil
 }
 
 // exchange receives the Offer, checks it, asks decide, answers, and waits

@@ -40,6 +40,12 @@
 // bytes (1 KiB before the proofs); every step has a deadline (StepTimeout),
 // and Dial as a whole is bounded by its context.
 //
+// The final confirmation makes the outcome consistent in one direction:
+// if Accept returns the Offer, Dial succeeded (the deployer received the
+// Accept). If the connection breaks just after the deployer sent its
+// confirmation, Dial may succeed while Accept fails; the joiner then has
+// installed nothing and the operator pairs again with a new token.
+//
 // # Security
 //
 //   - No static or default secret exists: the token is 100 bits from

@@ -210,10 +210,24 @@ func (c *conn) deadline() time.Time {
 // wrap describes an error of step what, preferring the context's cause if
 // the context is done (the connection was closed because of it).
 func (c *conn) wrap(what string, err error) error {
-	if c.ctx.Err() != nil {
-		return fmt.Errorf("%s: %w", what, context.Cause(c.ctx))
+	return fmt.Errorf("%s: %w", what, ctxErr(c.ctx, err))
+}
+
+// ctxErr returns the context's cause instead of err if the context is done,
+// or if err is a timeout at or after the context's deadline (the socket
+// deadline, set to the context's, can fire a moment before the context
+// itself is marked done).
+func ctxErr(ctx context.Context, err error) error {
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			<-ctx.Done() // due now
+		}
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
 }
 
 // handshake runs the TLS handshake and returns the channel binding: the
