@@ -310,6 +310,14 @@ func (a *Agent) clusterView(st *cluster.State, local *hapb.NodeStatus, peer *hap
 			cv.Vip.Since = timestamppb.New(st.ActiveSince)
 		}
 	}
+	if cv.Health == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && !a.cfg.IsWitness() {
+		switch {
+		case st.Active == "":
+			cv.Health, cv.HealthReason = hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED, "no Active node yet"
+		case cv.Vip != nil && cv.Vip.Holder != st.Active:
+			cv.Health, cv.HealthReason = hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED, "the VIP is not held by the Active node"
+		}
+	}
 	if cv.Witness != "" {
 		cv.Protection = "three voters (witness " + cv.Witness + "): a node cut off from the majority stops writing and releases the VIP before the other may promote"
 	} else {

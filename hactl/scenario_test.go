@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hapair/hapair/hactl"
 	"github.com/hapair/hapair/hactl/hapb"
 )
 
@@ -606,4 +607,62 @@ func TestForcedTakeoverTwoNodes(t *testing.T) {
 		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming" && !s.GetLocal().GetHoldsVip()
 	})
 	l.waitFor("secondary-node", "replication secondary ==> primary", replicates("secondary-node", "primary-node"))
+}
+
+// TestSyncReplicationDegrades: in sync mode the Active node names its peer
+// in synchronous_standby_names; when the standby is lost, writes continue
+// after sync_degrade_wait (replication degraded to async, with an event),
+// and sync comes back with the standby.
+func TestSyncReplicationDegrades(t *testing.T) {
+	l := newLab(t, true)
+	for _, n := range []string{"primary-node", "secondary-node", "witness"} {
+		c := l.cfgs[n]
+		c.ReplicationMode = "sync"
+		c.Timers.SyncDegradeWait = hactl.Duration(2 * time.Second)
+		l.cfgs[n] = c
+		l.start(n)
+	}
+	syncTo := func(from, to string) func(*hapb.Snapshot) bool {
+		return func(s *hapb.Snapshot) bool {
+			n := s.GetLocal()
+			if n.GetName() != from || n.GetDatabase().GetSynchronousStandbyNames() != `"`+to+`"` {
+				return false
+			}
+			for _, r := range n.GetDatabase().GetReplicas() {
+				if r.GetApplicationName() == to && r.GetSyncState() == "sync" {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	l.waitFor("primary-node", "synchronous replication to secondary-node", syncTo("primary-node", "secondary-node"))
+	dsn := l.appUser("primary-node")
+	l.crash("secondary-node")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "INSERT INTO accounts VALUES ('WHILE-DEGRADED')")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("write while the standby is lost: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("the write never completed: replication did not degrade to async")
+	}
+	l.waitFor("primary-node", "degraded to async", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetDatabase().GetSynchronousStandbyNames() == "" && hasEvent(s.GetRecentEvents(), "degraded to async")
+	})
+	l.start("secondary-node")
+	l.waitFor("primary-node", "synchronous replication restored", syncTo("primary-node", "secondary-node"))
 }

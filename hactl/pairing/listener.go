@@ -435,7 +435,7 @@ func (l *Listener) serve(ctx context.Context, raw net.Conn, decide func(Offer) (
 	}
 	switch v {
 	case verdictNotOpen:
-		l.log.Warn("pairing: attempt rejected", "remote", remote, "err", errNotOpen)
+		l.log.Warn("pairing: attempt rejected: the token is no longer accepted", "remote", remote, "err", err)
 	case verdictWrong, verdictBurnt:
 		l.log.Warn("pairing: attempt failed", "remote", remote, "err", err,
 			"failed_attempts", l.FailedAttempts(), "max_attempts", MaxAttempts)

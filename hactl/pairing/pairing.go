@@ -136,7 +136,8 @@ var (
 // the Offer. It matches ErrRefused with errors.Is.
 type RefusedError struct {
 	// Reason is the joiner's explanation, sanitised: printable text of at
-	// most maxReasonLen bytes. It comes from the (authenticated) peer.
+	// most 512 bytes (other characters replaced by '?'). It comes from the
+	// authenticated peer.
 	Reason string
 }
 

@@ -12,7 +12,7 @@ import (
 
 // Token format: TokenChars characters of Crockford's base32 alphabet (digits
 // and upper-case letters without I, L, O and U), 5 bits each, shown in groups
-// of tokenGroup separated by dashes, e.g. "K7QF-M2XD-9WRT-B4NC-HPZE".
+// of four separated by dashes, e.g. "K7QF-M2XD-9WRT-B4NC-HPZE".
 const (
 	// TokenChars is the number of characters in a token, not counting
 	// dashes. A token carries 5 bits per character: 100 bits.
