@@ -878,7 +878,7 @@ type beat struct {
 func (a *Agent) exchangePositions(hb *heartbeat.Heartbeat) {
 	local := a.localStatus()
 	db := local.GetDatabase()
-	b := beat{Role: dbRoleWord(db.GetRole()), LSN: db.GetCurrentLsn()}
+	b := beat{Role: db.GetRole().Word(), LSN: db.GetCurrentLsn()}
 	if db.GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STANDBY {
 		b.LSN = db.GetReceiveLsn()
 	}

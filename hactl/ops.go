@@ -192,65 +192,62 @@ func (a *Agent) abortHandover(ctx context.Context, p *progress, cause error) err
 }
 
 // waitPeerReceived waits (bounded) until the peer's database has received
-// WAL past lsn, asking its agent directly.
+// WAL past lsn, asking its agent for a fresh sample.
 func (a *Agent) waitPeerReceived(ctx context.Context, peer string, lsn uint64) error {
-	pc := a.clients[peer]
 	var last uint64
-	for i := 0; i < 100; i++ {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{Fresh: true})
-		cancel()
-		if err == nil {
-			last = st.GetDatabase().GetReceiveLsn()
-			if last > lsn {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	err := a.waitPeer(ctx, peer, 5*time.Second, func(ns *hapb.NodeStatus) bool {
+		last = ns.GetDatabase().GetReceiveLsn()
+		return last > lsn
+	})
+	if err != nil {
+		return fmt.Errorf("%s received only up to %v, the final checkpoint is at %v: %w", peer, pg.LSN(last), pg.LSN(lsn), err)
 	}
-	return fmt.Errorf("%s received only up to %v, the final checkpoint is at %v", peer, pg.LSN(last), pg.LSN(lsn))
+	return nil
 }
 
-// waitPeer waits (bounded) until member's agent reports a status ok accepts.
+// waitPeer waits (bounded) until member's agent reports (freshly sampled)
+// a status ok accepts.
 func (a *Agent) waitPeer(ctx context.Context, member string, limit time.Duration, ok func(*hapb.NodeStatus) bool) error {
 	pc := a.clients[member]
+	return poll(ctx, limit, 20*time.Millisecond, func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		ns, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{Fresh: true})
+		return err == nil && ok(ns), err
+	})
+}
+
+// poll calls ok every interval until it reports true, ctx ends or limit
+// passes (then the last error, if any, says why).
+func poll(ctx context.Context, limit, every time.Duration, ok func() (bool, error)) error {
 	deadline := time.Now().Add(limit)
 	var lastErr error
-	for time.Now().Before(deadline) {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		ns, err := pc.GetNodeStatus(cctx, &hapb.NodeStatusRequest{Fresh: true})
-		cancel()
-		if err == nil && ok(ns) {
+	for {
+		done, err := ok()
+		if done {
 			return nil
 		}
 		lastErr = err
+		if time.Now().After(deadline) {
+			if lastErr != nil {
+				return fmt.Errorf("not within %s: %w", limit, lastErr)
+			}
+			return fmt.Errorf("not within %s", limit)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
-	return fmt.Errorf("not within %s (last error: %v)", limit, lastErr)
 }
 
 // waitState waits (bounded) until the state applied on this node satisfies ok.
 func (a *Agent) waitState(ctx context.Context, limit time.Duration, ok func(*cluster.State) bool) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if n := a.raftNode(); n != nil && ok(n.State()) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("not within %s", limit)
+	return poll(ctx, limit, 20*time.Millisecond, func() (bool, error) {
+		n := a.raftNode()
+		return n != nil && ok(n.State()), nil
+	})
 }
 
 // ClusterStart rejoins this node as Standby of the Active node: back into
@@ -319,19 +316,14 @@ func (s *agentServer) ClusterStart(_ *hapb.ClusterStartRequest, stream hapb.Agen
 
 // waitStreaming waits (bounded) until this standby's WAL receiver streams.
 func (a *Agent) waitStreaming(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
+	err := poll(ctx, limit, 100*time.Millisecond, func() (bool, error) {
 		db, err := a.pg.Status(ctx)
-		if err == nil && db.Role == pg.RoleStandby && db.WalReceiver != nil && db.WalReceiver.Status == "streaming" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return err == nil && db.Role == pg.RoleStandby && db.WalReceiver != nil && db.WalReceiver.Status == "streaming", err
+	})
+	if err != nil {
+		return fmt.Errorf("the database is not streaming: %w", err)
 	}
-	return fmt.Errorf("the database is not streaming after %s", limit)
+	return nil
 }
 
 // Switchover moves the Active role to the other node without stopping this

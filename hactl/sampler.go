@@ -91,7 +91,7 @@ func (a *Agent) sampleLocal(ctx context.Context) {
 	a.local = n
 	a.mu.Unlock()
 	if prev != db.GetRole() && prev != hapb.DatabaseRole_DATABASE_ROLE_UNSPECIFIED {
-		a.events.add(a.cfg.NodeName, "database", fmt.Sprintf("PostgreSQL is now %s (was %s)", dbRoleWord(db.GetRole()), dbRoleWord(prev)))
+		a.events.add(a.cfg.NodeName, "database", fmt.Sprintf("PostgreSQL is now %s (was %s)", db.GetRole().Word(), prev.Word()))
 	}
 }
 
@@ -115,20 +115,6 @@ func (a *Agent) roleOf(st *cluster.State, db *hapb.DatabaseStatus) hapb.NodeRole
 		return hapb.NodeRole_NODE_ROLE_STANDBY
 	}
 	return hapb.NodeRole_NODE_ROLE_STOPPED
-}
-
-func dbRoleWord(r hapb.DatabaseRole) string {
-	switch r {
-	case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
-		return "primary"
-	case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
-		return "standby"
-	case hapb.DatabaseRole_DATABASE_ROLE_STOPPED:
-		return "stopped"
-	case hapb.DatabaseRole_DATABASE_ROLE_UNINITIALIZED:
-		return "not initialised"
-	}
-	return "unknown"
 }
 
 // localStatus is the latest local sample (never modified after publication).

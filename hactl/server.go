@@ -148,42 +148,44 @@ func (s *peerServer) Apply(ctx context.Context, req *hapb.ApplyRequest) (*hapb.A
 	return &hapb.ApplyResponse{Index: idx}, nil
 }
 
-func (s *peerServer) Join(ctx context.Context, req *hapb.JoinRequest) (*hapb.JoinResponse, error) {
+// selfRequest checks a member's request about itself, sent to the leader.
+func (s *peerServer) selfRequest(ctx context.Context, node string) (*cluster.Node, MemberConfig, error) {
 	caller, err := s.caller(ctx)
 	if err != nil {
-		return nil, err
+		return nil, MemberConfig{}, err
 	}
 	n, err := s.leader()
 	if err != nil {
-		return nil, err
+		return nil, MemberConfig{}, err
 	}
-	if req.GetNode() != caller {
-		return nil, status.Errorf(codes.PermissionDenied, "%s may not add %q", caller, req.GetNode())
+	if node != caller {
+		return nil, MemberConfig{}, status.Errorf(codes.PermissionDenied, "%s may speak only for itself, not %q", caller, node)
 	}
 	m, _ := s.a.cfg.Member(caller)
-	if err := n.AddVoter(caller, m.RaftAddr()); err != nil {
+	return n, m, nil
+}
+
+func (s *peerServer) Join(ctx context.Context, req *hapb.JoinRequest) (*hapb.JoinResponse, error) {
+	n, m, err := s.selfRequest(ctx, req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	if err := n.AddVoter(m.Name, m.RaftAddr()); err != nil {
 		return nil, status.Errorf(codes.Aborted, "%v", err)
 	}
-	s.a.log.Info("member joined the voters", "member", caller)
+	s.a.log.Info("member joined the voters", "member", m.Name)
 	return &hapb.JoinResponse{}, nil
 }
 
 func (s *peerServer) Leave(ctx context.Context, req *hapb.LeaveRequest) (*hapb.LeaveResponse, error) {
-	caller, err := s.caller(ctx)
+	n, m, err := s.selfRequest(ctx, req.GetNode())
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.leader()
-	if err != nil {
-		return nil, err
-	}
-	if req.GetNode() != caller {
-		return nil, status.Errorf(codes.PermissionDenied, "%s may not remove %q", caller, req.GetNode())
-	}
-	if err := n.RemoveServer(caller); err != nil {
+	if err := n.RemoveServer(m.Name); err != nil {
 		return nil, status.Errorf(codes.Aborted, "%v", err)
 	}
-	s.a.log.Info("member left the voters", "member", caller)
+	s.a.log.Info("member left the voters", "member", m.Name)
 	return &hapb.LeaveResponse{}, nil
 }
 

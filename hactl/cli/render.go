@@ -138,20 +138,7 @@ func RoleWord(r hapb.NodeRole) string {
 
 // DatabaseRoleWord names what PostgreSQL says it is: "primary", "standby",
 // "stopped", "not initialised", or "unknown".
-func DatabaseRoleWord(r hapb.DatabaseRole) string {
-	switch r {
-	case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
-		return "primary"
-	case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
-		return "standby"
-	case hapb.DatabaseRole_DATABASE_ROLE_STOPPED:
-		return "stopped"
-	case hapb.DatabaseRole_DATABASE_ROLE_UNINITIALIZED:
-		return "not initialised"
-	default:
-		return "unknown"
-	}
-}
+func DatabaseRoleWord(r hapb.DatabaseRole) string { return r.Word() }
 
 // HealthWord describes the cluster's health in words: "healthy",
 // "degraded", "not running", "not enabled", or "" when unspecified. The
