@@ -21,6 +21,7 @@ import (
 	"github.com/hapair/hapair/hactl/cluster"
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/heartbeat"
+	"github.com/hapair/hapair/hactl/pairing"
 	"github.com/hapair/hapair/hactl/pg"
 	"github.com/hapair/hapair/hactl/pki"
 	"github.com/hapair/hapair/hactl/sysinfo"
@@ -47,9 +48,14 @@ type Agent struct {
 	hub     *hub
 	marker  *marker
 	started time.Time
-	kick    chan struct{} // asks the sampler to sample now
-	recon   chan struct{} // asks the reconciler to run now
-	done    chan struct{} // closed when Run begins to shut down
+	kick    chan struct{}  // asks the sampler to sample now
+	recon   chan struct{}  // asks the reconciler to run now
+	done    chan struct{}  // closed when Run begins to shut down
+	restart chan struct{}  // a deployment changed the membership
+	bg      sync.WaitGroup // background work started by calls (pairing)
+
+	pairMu  sync.Mutex
+	pairing *pairing.Listener
 
 	node    *cluster.Node // nil until raft runs (and after teardown)
 	nodeMu  sync.Mutex
@@ -107,6 +113,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		kick:    make(chan struct{}, 1),
 		recon:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		restart: make(chan struct{}, 1),
 		peer:    &hapb.PeerView{},
 		clients: map[string]hapb.PeerClient{},
 	}
@@ -276,9 +283,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	goLoop(a.bootstrap)
 
 	var runErr error
+	restarting := false
 	select {
 	case <-ctx.Done():
 	case runErr = <-serveErr:
+	case <-a.restart:
+		restarting = true
+		// Let the operation that asked for it send its last word.
+		time.Sleep(200 * time.Millisecond)
 	}
 	a.log.Info("agent stopping")
 	close(a.done) // ends every Watch stream
@@ -288,6 +300,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopGRPC(peerSrv)
 	}
 	wg.Wait()
+	a.pairMu.Lock()
+	if a.pairing != nil {
+		a.pairing.Close()
+	}
+	a.pairMu.Unlock()
+	a.bg.Wait()
 	if n := a.raftNode(); n != nil {
 		if err := n.Shutdown(); err != nil {
 			a.log.Warn("raft shutdown", "err", err)
@@ -302,7 +320,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if a.pg != nil {
-		if !a.cfg.KeepPostgresOnExit {
+		if !a.cfg.KeepPostgresOnExit && !restarting {
 			if err := a.pg.Stop(sctx); err != nil {
 				runErr = errors.Join(runErr, err)
 			}
@@ -310,6 +328,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.pg.Close()
 	}
 	a.log.Info("agent stopped")
+	if restarting && runErr == nil {
+		return ErrRestart
+	}
 	return runErr
 }
 
@@ -395,6 +416,9 @@ func (a *Agent) bootstrap(ctx context.Context) {
 	case exists && a.marker.deactivated():
 		a.log.Info("this node was deactivated by a teardown; its database stays stopped")
 	case exists:
+		if err := a.pg.Reconfigure(ctx); err != nil {
+			a.fail("reconfigure", err)
+		}
 		// The reconciler starts it in the role the cluster decided; a
 		// stand-alone node (or one outside any cluster) just starts.
 		if a.raftNode() == nil {

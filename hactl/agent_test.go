@@ -123,16 +123,16 @@ func TestAgentsFormAReplicatingPair(t *testing.T) {
 		}
 	})
 
-	t.Run("operations not built yet say so", func(t *testing.T) {
+	t.Run("deploying a member is refused", func(t *testing.T) {
 		st, err := pc.Deploy(context.Background(), &hapb.DeployRequest{})
 		if err == nil {
 			_, err = st.Recv()
 		}
-		if status.Code(err) != codes.Unimplemented {
-			t.Errorf("Deploy: %v, want Unimplemented", err)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("Deploy: %v, want FailedPrecondition", err)
 		}
-		if _, err := pc.PairingToken(context.Background(), &hapb.PairingTokenRequest{}); status.Code(err) != codes.Unimplemented {
-			t.Errorf("PairingToken: %v, want Unimplemented", err)
+		if _, err := pc.PairingToken(context.Background(), &hapb.PairingTokenRequest{}); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("PairingToken: %v, want FailedPrecondition", err)
 		}
 	})
 

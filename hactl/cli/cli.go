@@ -41,6 +41,10 @@ Usage:
   hactl agent --config FILE          run the agent
   hactl status [--json] [--config FILE | --socket PATH]
                                      this node and its peer, from the agent
+  hactl pairing-token                on a stand-alone node: a one-time token
+  hactl deploy --peer-name N --peer IP:PORT --token T [--vip IP] [--cluster C]
+                                     on the other stand-alone node: form the
+                                     cluster (this node Active, the peer cloned)
   hactl pki init --dir DIR --cluster NAME
                                      make a cluster CA (deploy time)
   hactl pki issue --ca DIR --node NAME --ip IP[,IP...] --out DIR
@@ -85,6 +89,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runMaintenance(args[1:], stdout, stderr)
 	case "events":
 		return runEvents(args[1:], stdout, stderr)
+	case "pairing-token":
+		return runPairingToken(args[1:], stdout, stderr)
+	case "deploy":
+		return runDeploy(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "hactl", hactl.Version)
 		return 0
@@ -133,23 +141,34 @@ func runAgent(args []string, stderr io.Writer) int {
 		return ExitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg, err := hactl.LoadConfig(*config)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return ExitFailure
-	}
-	a, err := hactl.New(cfg, hactl.Deps{Logger: log})
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return ExitFailure
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := a.Run(ctx); err != nil {
-		log.Error("agent failed", "err", err)
-		return ExitFailure
+	// A deployment changes the membership: the agent returns ErrRestart and
+	// is built again from its configuration (PostgreSQL keeps running).
+	for restarts := 0; restarts < 100; restarts++ {
+		cfg, err := hactl.LoadConfig(*config)
+		if err != nil {
+			log.Error("cannot start", "err", err)
+			return ExitFailure
+		}
+		a, err := hactl.New(cfg, hactl.Deps{Logger: log})
+		if err != nil {
+			log.Error("cannot start", "err", err)
+			return ExitFailure
+		}
+		err = a.Run(ctx)
+		switch {
+		case errors.Is(err, hactl.ErrRestart):
+			log.Info("restarting the agent with its new membership")
+			continue
+		case err != nil:
+			log.Error("agent failed", "err", err)
+			return ExitFailure
+		}
+		return 0
 	}
-	return 0
+	log.Error("too many restarts")
+	return ExitFailure
 }
 
 // Dial connects to the agent's unix socket.

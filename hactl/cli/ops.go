@@ -135,3 +135,31 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 }
+
+func runPairingToken(args []string, stdout, stderr io.Writer) int {
+	return agentCall("pairing-token", args, stderr, nil, func(ctx context.Context, c hapb.AgentClient) error {
+		r, err := c.PairingToken(ctx, &hapb.PairingTokenRequest{})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "pairing token: %s\nvalid until %s; give it to the operator of the deploying node.\n",
+			r.GetToken(), r.GetExpiresAt().AsTime().Local().Format("15:04:05"))
+		return nil
+	})
+}
+
+func runDeploy(args []string, stdout, stderr io.Writer) int {
+	var req hapb.DeployRequest
+	return agentCall("deploy", args, stderr, func(fs *flagSet) {
+		fs.StringVar(&req.ClusterName, "cluster", "", "cluster name (default: this node's configured one)")
+		fs.StringVar(&req.PeerName, "peer-name", "", "the other node's name (shown with its token)")
+		fs.StringVar(&req.PeerAgentAddr, "peer", "", "the other node's ip:agent_port")
+		fs.StringVar(&req.PairingToken, "token", "", "the pairing token read on the other node")
+		fs.StringVar(&req.Vip, "vip", "", "the virtual IP of the pair")
+		fs.StringVar(&req.VipMode, "vip-mode", "", "userspace or linux (default: this node's configured one)")
+		fs.StringVar(&req.ReplicationMode, "replication", "", "async, sync or sync-strict")
+	}, func(ctx context.Context, c hapb.AgentClient) error {
+		st, err := c.Deploy(ctx, &req)
+		return printProgress(stdout, st, err)
+	})
+}

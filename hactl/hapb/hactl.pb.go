@@ -1842,15 +1842,22 @@ func (x *PairingTokenResponse) GetExpiresAt() *timestamppb.Timestamp {
 }
 
 type DeployRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	ClusterName      string                 `protobuf:"bytes,1,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
-	PeerAgentAddr    string                 `protobuf:"bytes,2,opt,name=peer_agent_addr,json=peerAgentAddr,proto3" json:"peer_agent_addr,omitempty"`
-	PairingToken     string                 `protobuf:"bytes,3,opt,name=pairing_token,json=pairingToken,proto3" json:"pairing_token,omitempty"`
-	Vip              string                 `protobuf:"bytes,4,opt,name=vip,proto3" json:"vip,omitempty"`
-	WitnessAgentAddr string                 `protobuf:"bytes,5,opt,name=witness_agent_addr,json=witnessAgentAddr,proto3" json:"witness_agent_addr,omitempty"`
-	ReplicationMode  string                 `protobuf:"bytes,6,opt,name=replication_mode,json=replicationMode,proto3" json:"replication_mode,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ClusterName string                 `protobuf:"bytes,1,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
+	// peer_agent_addr is host:port where the peer's agent waits for pairing
+	// (its public address and agent port).
+	PeerAgentAddr string `protobuf:"bytes,2,opt,name=peer_agent_addr,json=peerAgentAddr,proto3" json:"peer_agent_addr,omitempty"`
+	// pairing_token is the one-time token the peer's operator read on the peer.
+	PairingToken     string `protobuf:"bytes,3,opt,name=pairing_token,json=pairingToken,proto3" json:"pairing_token,omitempty"`
+	Vip              string `protobuf:"bytes,4,opt,name=vip,proto3" json:"vip,omitempty"`
+	WitnessAgentAddr string `protobuf:"bytes,5,opt,name=witness_agent_addr,json=witnessAgentAddr,proto3" json:"witness_agent_addr,omitempty"`
+	ReplicationMode  string `protobuf:"bytes,6,opt,name=replication_mode,json=replicationMode,proto3" json:"replication_mode,omitempty"`
+	// peer_name is the peer's node name (shown with its token).
+	PeerName string `protobuf:"bytes,7,opt,name=peer_name,json=peerName,proto3" json:"peer_name,omitempty"`
+	// vip_mode is "userspace" or "linux" (default: the local configuration's).
+	VipMode       string `protobuf:"bytes,8,opt,name=vip_mode,json=vipMode,proto3" json:"vip_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeployRequest) Reset() {
@@ -1921,6 +1928,20 @@ func (x *DeployRequest) GetWitnessAgentAddr() string {
 func (x *DeployRequest) GetReplicationMode() string {
 	if x != nil {
 		return x.ReplicationMode
+	}
+	return ""
+}
+
+func (x *DeployRequest) GetPeerName() string {
+	if x != nil {
+		return x.PeerName
+	}
+	return ""
+}
+
+func (x *DeployRequest) GetVipMode() string {
+	if x != nil {
+		return x.VipMode
 	}
 	return ""
 }
@@ -2878,14 +2899,16 @@ const file_hactl_proto_rawDesc = "" +
 	"\x14PairingTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xea\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa2\x02\n" +
 	"\rDeployRequest\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12&\n" +
 	"\x0fpeer_agent_addr\x18\x02 \x01(\tR\rpeerAgentAddr\x12#\n" +
 	"\rpairing_token\x18\x03 \x01(\tR\fpairingToken\x12\x10\n" +
 	"\x03vip\x18\x04 \x01(\tR\x03vip\x12,\n" +
 	"\x12witness_agent_addr\x18\x05 \x01(\tR\x10witnessAgentAddr\x12)\n" +
-	"\x10replication_mode\x18\x06 \x01(\tR\x0freplicationMode\"\x14\n" +
+	"\x10replication_mode\x18\x06 \x01(\tR\x0freplicationMode\x12\x1b\n" +
+	"\tpeer_name\x18\a \x01(\tR\bpeerName\x12\x19\n" +
+	"\bvip_mode\x18\b \x01(\tR\avipMode\"\x14\n" +
 	"\x12ClusterStopRequest\"\x15\n" +
 	"\x13ClusterStartRequest\"+\n" +
 	"\x0fTeardownRequest\x12\x18\n" +

@@ -165,3 +165,30 @@ func (c *Controller) SettleTimeline(ctx context.Context) error {
 		return nil
 	})
 }
+
+// Reconfigure rewrites the configuration files and, if the server runs,
+// reloads them (pg_hba.conf and the replication settings take effect; the
+// listen addresses need a restart). An agent calls it at start, since its
+// membership may have changed while the server kept running.
+func (c *Controller) Reconfigure(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exists, err := c.dataExists()
+	if err != nil || !exists {
+		return err
+	}
+	running, err := c.running(ctx)
+	if err != nil || !running {
+		return err
+	}
+	if err := c.renderConfig(); err != nil {
+		return fmt.Errorf("reconfigure %s: %w", c.cfg.NodeName, err)
+	}
+	if err := c.withConn(ctx, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SELECT pg_reload_conf()")
+		return err
+	}); err != nil {
+		return fmt.Errorf("reconfigure %s: reload: %w", c.cfg.NodeName, err)
+	}
+	return nil
+}

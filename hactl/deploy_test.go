@@ -1,0 +1,88 @@
+package hactl_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hapair/hapair/hactl"
+	"github.com/hapair/hapair/hactl/hapb"
+	"github.com/hapair/hapair/hactl/pairing"
+)
+
+// TestDeployWithPairingToken forms a cluster from two stand-alone nodes,
+// each with its own database: the joining node's operator asks for a token,
+// the deploying node's operator deploys with it. Nothing is configured by
+// hand: the CA, identities and membership come from the deployment.
+func TestDeployWithPairingToken(t *testing.T) {
+	l := newLab(t, false)
+	for _, n := range []string{"primary-node", "secondary-node"} {
+		c := l.cfgs[n]
+		c.Members = []hactl.MemberConfig{c.Self()}
+		c.Bootstrap = hactl.BootstrapPrimary
+		c.VIP = nil
+		if err := os.RemoveAll(c.PKIDir()); err != nil {
+			t.Fatal(err)
+		}
+		l.cfgs[n] = c
+		l.start(n)
+	}
+	standAlone := func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDALONE &&
+			s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_NOT_ENABLED &&
+			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
+	}
+	l.waitFor("primary-node", "primary-node stand-alone", standAlone)
+	l.waitFor("secondary-node", "secondary-node stand-alone", standAlone)
+	pc, sc := l.client("primary-node"), l.client("secondary-node")
+
+	tok, err := sc.PairingToken(context.Background(), &hapb.PairingTokenRequest{})
+	if err != nil {
+		t.Fatalf("PairingToken: %v", err)
+	}
+	if _, err := pairing.ParseToken(tok.GetToken()); err != nil || tok.GetExpiresAt().AsTime().Before(time.Now()) {
+		t.Fatalf("token %q expiring %v: %v", tok.GetToken(), tok.GetExpiresAt().AsTime(), err)
+	}
+	deploy := func(token string) ([]string, error) {
+		return runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+			return pc.Deploy(ctx, &hapb.DeployRequest{
+				ClusterName: "lab", PeerAgentAddr: l.cfgs["secondary-node"].Self().AgentAddr(), PairingToken: token,
+				PeerName: "secondary-node", Vip: labVIP, VipMode: "userspace",
+			})
+		})
+	}
+	wrong, err := pairing.NewToken(time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deploy(wrong.Value); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("deploy with a wrong token: %v, want a refusal that changed nothing", err)
+	}
+	l.waitFor("primary-node", "still stand-alone after the wrong token", standAlone)
+
+	lines, err := deploy(tok.GetToken())
+	if err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	if !hasLine(lines, "Cluster lab deployed") {
+		t.Errorf("deploy progress %q", lines)
+	}
+	l.waitFor("primary-node", "primary-node Active after the deployment", activeIs("primary-node"))
+	l.waitFor("secondary-node", "secondary-node cloned and streaming", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming"
+	})
+	old, _ := filepath.Glob(filepath.Join(l.cfgs["secondary-node"].StateDir, "pg", "data.old-*"))
+	if len(old) != 1 {
+		t.Errorf("the joining node's own database was not kept aside: %v", old)
+	}
+	if _, err := sc.PairingToken(context.Background(), &hapb.PairingTokenRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("PairingToken on a member: %v, want FailedPrecondition", err)
+	}
+}
