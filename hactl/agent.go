@@ -280,6 +280,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	goLoop(a.heartbeatLoop)
 	goLoop(a.leaderLoop)
 	goLoop(a.reconcileLoop)
+	goLoop(a.tieBreakerLoop)
 	goLoop(a.bootstrap)
 
 	var runErr error

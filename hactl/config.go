@@ -152,6 +152,10 @@ type Timers struct {
 	Heartbeat       Duration `json:"heartbeat"`
 	HeartbeatDead   Duration `json:"heartbeat_dead"`
 	SyncDegradeWait Duration `json:"sync_degrade_wait"`
+	// FailoverTimeout: how long the peer must be silent on every link
+	// before a standby takes over through the tie-breaker (the Active node
+	// gives up after half of it).
+	FailoverTimeout Duration `json:"failover_timeout"`
 	Reconcile       Duration `json:"reconcile"`
 }
 
@@ -170,6 +174,16 @@ type Config struct {
 	Bootstrap Bootstrap      `json:"bootstrap,omitempty"`
 	// ReplicationMode is "async" (default), "sync" or "sync-strict".
 	ReplicationMode string `json:"replication_mode,omitempty"`
+	// TieBreaker is host:port of something both data nodes can reach on the
+	// public network and that accepts TCP connections (e.g. the gateway's
+	// SSH port). Without a witness it decides an automatic failover: the
+	// standby promotes only when its peer is silent on every link and the
+	// tie-breaker answers; an Active node that loses its peer on every link
+	// and cannot reach the tie-breaker stops writing first.
+	TieBreaker string `json:"tie_breaker,omitempty"`
+	// FailoverPolicy is "auto" (default) or "manual" (never promote without
+	// an operator, even with a witness or a tie-breaker).
+	FailoverPolicy string `json:"failover_policy,omitempty"`
 	// MaxLagBytes: a standby further behind is not promoted automatically.
 	MaxLagBytes uint64 `json:"max_lag_bytes,omitempty"`
 	Timers      Timers `json:"timers"`
@@ -188,6 +202,7 @@ func DefaultConfig() Config {
 			OSUser:             "postgres",
 		},
 		ReplicationMode: cluster.ModeAsync,
+		FailoverPolicy:  "auto",
 		MaxLagBytes:     16 << 20,
 		Timers: Timers{
 			Sample:          Duration(200 * time.Millisecond),
@@ -200,6 +215,7 @@ func DefaultConfig() Config {
 			Heartbeat:       Duration(200 * time.Millisecond),
 			HeartbeatDead:   Duration(time.Second),
 			SyncDegradeWait: Duration(5 * time.Second),
+			FailoverTimeout: Duration(3 * time.Second),
 			Reconcile:       Duration(time.Second),
 		},
 		EventLimit: 500,
@@ -328,6 +344,14 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("replication_mode %q: want async, sync or sync-strict", c.ReplicationMode))
 	}
+	if c.FailoverPolicy != "auto" && c.FailoverPolicy != "manual" {
+		errs = append(errs, fmt.Errorf("failover_policy %q: want auto or manual", c.FailoverPolicy))
+	}
+	if c.TieBreaker != "" {
+		if h, _, err := net.SplitHostPort(c.TieBreaker); err != nil || net.ParseIP(h) == nil {
+			errs = append(errs, fmt.Errorf("tie_breaker %q: want ip:port", c.TieBreaker))
+		}
+	}
 	if v := c.VIP; v != nil {
 		if net.ParseIP(v.Address) == nil {
 			errs = append(errs, fmt.Errorf("vip.address %q: want an IP address", v.Address))
@@ -340,13 +364,16 @@ func (c Config) Validate() error {
 	for name, d := range map[string]Duration{"sample": t.Sample, "peer_timeout": t.PeerTimeout, "bootstrap": t.Bootstrap,
 		"raft_heartbeat": t.RaftHeartbeat, "raft_election": t.RaftElection, "leader_lease": t.LeaderLease,
 		"fence_delay": t.FenceDelay, "heartbeat": t.Heartbeat, "heartbeat_dead": t.HeartbeatDead,
-		"sync_degrade_wait": t.SyncDegradeWait, "reconcile": t.Reconcile} {
+		"sync_degrade_wait": t.SyncDegradeWait, "reconcile": t.Reconcile, "failover_timeout": t.FailoverTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("timers.%s must be positive", name))
 		}
 	}
 	if t.LeaderLease >= t.RaftHeartbeat {
 		errs = append(errs, errors.New("timers.leader_lease must be shorter than timers.raft_heartbeat"))
+	}
+	if t.FailoverTimeout < 2*t.HeartbeatDead {
+		errs = append(errs, errors.New("timers.failover_timeout must be at least twice timers.heartbeat_dead"))
 	}
 	if t.FenceDelay <= t.LeaderLease {
 		errs = append(errs, errors.New("timers.fence_delay must be longer than timers.leader_lease"))

@@ -270,6 +270,9 @@ func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status)
 	if st.Active == "" {
 		return errors.New("no Active node was ever recorded; nothing to take over from")
 	}
+	if a.cfg.FailoverPolicy == "manual" {
+		return errors.New("the failover policy is manual: an operator decides")
+	}
 	// Unplanned: the old leader's lease has run out, but it may still be
 	// fencing itself: wait until it must have finished.
 	wait := time.Duration(a.cfg.Timers.FenceDelay) - time.Since(time.Unix(0, a.leaderSince.Load()))
@@ -915,4 +918,77 @@ func (a *Agent) heartbeats() *heartbeat.Heartbeat {
 	a.hbMu.Lock()
 	defer a.hbMu.Unlock()
 	return a.hb
+}
+
+// tieBreakerLoop decides for a pair without a witness (see
+// Config.TieBreaker), every heartbeat interval:
+//   - a Standby whose peer, the Active node, has been silent on every link
+//     for FailoverTimeout and that reaches the tie-breaker takes over
+//     (as an operator's forced takeover would);
+//   - an Active node whose peer has been silent on every link for half of
+//     it and that cannot reach the tie-breaker stops writing and releases
+//     the VIP first.
+func (a *Agent) tieBreakerLoop(ctx context.Context) {
+	if a.cfg.TieBreaker == "" || a.cfg.IsWitness() || a.pg == nil || a.cfg.FailoverPolicy != "auto" {
+		return
+	}
+	t := time.NewTicker(time.Duration(a.cfg.Timers.Heartbeat))
+	defer t.Stop()
+	var silentSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hb, n := a.heartbeats(), a.raftNode()
+		if hb == nil || n == nil || a.othersMayElect() {
+			silentSince = time.Time{}
+			continue
+		}
+		if hb.Connected() {
+			silentSince = time.Time{}
+			continue
+		}
+		if silentSince.IsZero() {
+			silentSince = time.Now()
+		}
+		silent := time.Since(silentSince) + time.Duration(a.cfg.Timers.HeartbeatDead)
+		st := n.State()
+		if st.Maintenance || st.ID == "" {
+			continue
+		}
+		timeout := time.Duration(a.cfg.Timers.FailoverTimeout)
+		switch {
+		case st.Active == a.cfg.NodeName && (a.established.Load() || a.holding.Load()) && silent > timeout/2:
+			if !a.reachTieBreaker(ctx) {
+				a.events.add(a.cfg.NodeName, "tie-breaker", fmt.Sprintf("peer silent on every link for %s and tie-breaker %s unreachable: stopping writes", silent.Round(100*time.Millisecond), a.cfg.TieBreaker))
+				a.revoke(ctx, "isolated: no peer, no tie-breaker")
+			}
+		case st.Active != "" && st.Active != a.cfg.NodeName && silent > timeout:
+			db, err := a.pg.Status(ctx)
+			if err != nil || db.Role != pg.RoleStandby || !a.reachTieBreaker(ctx) {
+				continue
+			}
+			a.events.add(a.cfg.NodeName, "tie-breaker", fmt.Sprintf("%s silent on every link for %s and tie-breaker %s reachable: taking over", st.Active, silent.Round(100*time.Millisecond), a.cfg.TieBreaker))
+			if err := a.forceTakeover(st, func(p *hapb.Progress) error {
+				a.log.Info("automatic takeover", "step", p.GetStep())
+				return nil
+			}); err != nil {
+				a.fail("automatic takeover", err)
+			}
+			silentSince = time.Time{}
+		}
+	}
+}
+
+// reachTieBreaker reports whether the tie-breaker accepts a TCP connection.
+func (a *Agent) reachTieBreaker(ctx context.Context) bool {
+	d := net.Dialer{Timeout: 500 * time.Millisecond}
+	c, err := d.DialContext(ctx, "tcp", a.cfg.TieBreaker)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

@@ -306,6 +306,8 @@ func (a *Agent) clusterView(st *cluster.State, local *hapb.NodeStatus, peer *hap
 	}
 	if cv.Witness != "" {
 		cv.Protection = "three voters (witness " + cv.Witness + "): a node cut off from the majority stops writing and releases the VIP before the other may promote"
+	} else if a.cfg.TieBreaker != "" && a.cfg.FailoverPolicy == "auto" {
+		cv.Protection = "two nodes, no witness: split-brain protection relies on the tie-breaker " + a.cfg.TieBreaker
 	} else {
 		cv.Protection = "two nodes, no witness: a lost standby leaves the Active node serving; a lost Active node is not replaced automatically (no third vote to rule out split-brain); planned stop and switchover work"
 	}

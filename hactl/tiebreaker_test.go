@@ -1,0 +1,129 @@
+package hactl_test
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/hactl"
+	"github.com/hapair/hapair/hactl/hapb"
+)
+
+// tieBreaker is a TCP listener standing for the gateway a pair without a
+// witness probes; close makes it unreachable.
+type tieBreaker struct {
+	addr string
+	mu   sync.Mutex
+	ln   net.Listener
+	wg   sync.WaitGroup
+}
+
+func newTieBreaker(t *testing.T) *tieBreaker {
+	tb := &tieBreaker{}
+	tb.open(t, "127.0.0.1:0")
+	t.Cleanup(tb.close)
+	return tb
+}
+
+func (tb *tieBreaker) open(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("tie-breaker: %v", err)
+	}
+	tb.mu.Lock()
+	tb.ln, tb.addr = ln, ln.Addr().String()
+	tb.mu.Unlock()
+	tb.wg.Add(1)
+	go func() {
+		defer tb.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+func (tb *tieBreaker) close() {
+	tb.mu.Lock()
+	ln := tb.ln
+	tb.ln = nil
+	tb.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	tb.wg.Wait()
+}
+
+func withTieBreaker(l *lab, addr string) {
+	for n, c := range l.cfgs {
+		c.TieBreaker = addr
+		c.Timers.FailoverTimeout = hactl.Duration(3 * time.Second)
+		l.cfgs[n] = c
+	}
+}
+
+// TestTieBreakerFailover: a pair without a witness, the Active host lost:
+// the standby, its peer silent on every link and the tie-breaker reachable,
+// takes over by itself; the old node rejoins as Standby.
+func TestTieBreakerFailover(t *testing.T) {
+	l := newLab(t, false)
+	tb := newTieBreaker(t)
+	withTieBreaker(l, tb.addr)
+	l.start("primary-node")
+	l.start("secondary-node")
+	s := l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	if want := "two nodes, no witness: split-brain protection relies on the tie-breaker " + tb.addr; s.GetCluster().GetProtection() != want {
+		t.Errorf("protection %q, want %q", s.GetCluster().GetProtection(), want)
+	}
+	dsn := l.appUser("primary-node")
+	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
+	l.crash("primary-node")
+	l.waitFor("secondary-node", "secondary-node takes over through the tie-breaker", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE && s.GetLocal().GetHoldsVip() && hasEvent(s.GetRecentEvents(), "tie-breaker "+tb.addr+" reachable")
+	})
+	if got := serverAddr(t, dsn); got != labIP["secondary-node"] {
+		t.Fatalf("the VIP reaches %s, want secondary-node", got)
+	}
+	l.start("primary-node")
+	l.waitFor("secondary-node", "the old node rejoins as Standby", replicates("secondary-node", "primary-node"))
+}
+
+// TestTieBreakerIsolatedActive: the Active node loses its peer on every link
+// (frozen) and cannot reach the tie-breaker: it stops writing and releases
+// the VIP. When the peer and the tie-breaker are back, so is an Active node.
+func TestTieBreakerIsolatedActive(t *testing.T) {
+	l := newLab(t, false)
+	tb := newTieBreaker(t)
+	withTieBreaker(l, tb.addr)
+	l.start("primary-node")
+	l.start("secondary-node")
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
+	addr := tb.addr
+	tb.close()
+	l.signal("secondary-node", syscall.SIGSTOP)
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			l.signal("secondary-node", syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	l.waitFor("primary-node", "the isolated Active node stops writing", func(s *hapb.Snapshot) bool {
+		return !s.GetLocal().GetHoldsVip() && s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY &&
+			hasEvent(s.GetRecentEvents(), "unreachable: stopping writes")
+	})
+	tb.open(t, addr)
+	resume()
+	l.waitFor("primary-node", "an Active node again", func(s *hapb.Snapshot) bool {
+		a := s.GetCluster().GetActiveNode()
+		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && s.GetCluster().GetVip().GetHolder() == a
+	})
+}
