@@ -244,62 +244,43 @@ func (a *Agent) establish(ctx context.Context) {
 	a.kickSampler()
 }
 
-// mayPromote decides whether this standby may become the primary now.
+// mayPromote decides (decidePromotion) whether this standby may become the
+// primary now, waiting (bounded) where the decision says to wait.
 func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status) error {
-	if h := st.Handover; h != nil && h.To == a.cfg.NodeName && h.Epoch == st.Epoch {
-		// Planned: the old primary stopped cleanly at FinalLSN; wait until
-		// all of it is here (bounded).
-		for i := 0; ; i++ {
-			if uint64(db.ReceiveLSN) > h.FinalLSN || uint64(db.ReplayLSN) > h.FinalLSN {
-				return nil
-			}
-			if i >= 100 {
-				return fmt.Errorf("received up to %v only, the old primary stopped at %v", db.ReceiveLSN, pg.LSN(h.FinalLSN))
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
-			var err error
-			if db, err = a.pg.Status(ctx); err != nil {
-				return err
-			}
+	for i := 0; i < 200; i++ {
+		a.mu.Lock()
+		in := promotionInput{
+			Self: a.cfg.NodeName, State: st, Received: uint64(db.ReceiveLSN),
+			SinceLeader: time.Since(time.Unix(0, a.leaderSince.Load())), FenceDelay: time.Duration(a.cfg.Timers.FenceDelay),
+			Policy: a.cfg.FailoverPolicy, PeerRole: a.peerBeatRole, PeerBeatAge: time.Since(a.peerBeatAt),
+			HeartbeatDead: time.Duration(a.cfg.Timers.HeartbeatDead),
+			Announced:     a.primaryLSN, AnnouncedSync: a.primarySync, AnnouncedKnown: !a.primaryAt.IsZero(),
 		}
-	}
-	if st.Active == "" {
-		return errors.New("no Active node was ever recorded; nothing to take over from")
-	}
-	if a.cfg.FailoverPolicy == "manual" {
-		return errors.New("the failover policy is manual: an operator decides")
-	}
-	// Unplanned: the old leader's lease has run out, but it may still be
-	// fencing itself: wait until it must have finished.
-	wait := time.Duration(a.cfg.Timers.FenceDelay) - time.Since(time.Unix(0, a.leaderSince.Load()))
-	if wait > 0 {
+		a.mu.Unlock()
+		if db.ReplayLSN > db.ReceiveLSN {
+			in.Received = uint64(db.ReplayLSN)
+		}
+		d := decidePromotion(in)
+		wait := d.Wait
+		switch {
+		case d.Promote:
+			return nil
+		case d.NeedLSN > 0:
+			wait = 50 * time.Millisecond
+		case wait == 0:
+			return errors.New(d.Reason)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-	}
-	a.mu.Lock()
-	lsn, syncName, at := a.primaryLSN, a.primarySync, a.primaryAt
-	peerRole, peerAt := a.peerBeatRole, a.peerBeatAt
-	a.mu.Unlock()
-	if peerRole == "primary" && time.Since(peerAt) < time.Duration(a.cfg.Timers.HeartbeatDead) {
-		return errors.New("the Active node's heartbeats say its database is a running primary")
-	}
-	if !at.IsZero() {
-		have := uint64(db.ReceiveLSN)
-		if lsn > have && lsn-have > st.Settings.MaxLagBytes {
-			return fmt.Errorf("%d bytes behind the last position the Active node announced (limit %d)", lsn-have, st.Settings.MaxLagBytes)
+		var err error
+		if db, err = a.pg.Status(ctx); err != nil {
+			return err
 		}
 	}
-	if st.Settings.ReplicationMode != cluster.ModeAsync && syncName != a.cfg.NodeName {
-		return fmt.Errorf("replication is %s and this node was not the synchronous standby: it may miss acknowledged commits", st.Settings.ReplicationMode)
-	}
-	return nil
+	return errors.New("no decision to promote within the bounded wait")
 }
 
 // handOn gives leadership to a data node that can take it: a voter whose
