@@ -91,6 +91,7 @@ func (a *Agent) initialState() (*cluster.State, error) {
 		s.Members = append(s.Members, cluster.Member{
 			Name: m.Name, Kind: m.Kind, PublicAddr: m.PublicAddr, HeartbeatAddr: m.HeartbeatAddr,
 			AgentAddr: m.AgentAddr(), RaftAddr: m.RaftAddr(), PGAddr: m.PGAddr(),
+			AgentPort: m.AgentPort, RaftPort: m.RaftPort, HeartbeatPort: m.HeartbeatPort, PGPort: m.PGPort,
 		})
 	}
 	return s, nil
@@ -502,7 +503,10 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 
 func (a *Agent) reconcile(ctx context.Context) {
 	n := a.raftNode()
-	if n == nil || a.pg == nil || a.marker.standalone() || a.planned.Load() {
+	if n == nil || a.marker.standalone() || a.planned.Load() {
+		return
+	}
+	if a.syncMembership(n.State()) || a.pg == nil {
 		return
 	}
 	if !a.opMu.TryLock() {
@@ -589,6 +593,37 @@ func (a *Agent) reconcile(ctx context.Context) {
 	case err != nil:
 		a.log.Debug("follow failed again", "active", active.Name, "err", err)
 	}
+}
+
+// syncMembership: the members of the replicated state are the truth; a
+// member this agent's configuration lacks (a witness paired after this node,
+// at deployment) is added to its deployed membership and the agent restarts
+// to talk to it. It reports whether a restart was requested.
+func (a *Agent) syncMembership(st *cluster.State) bool {
+	if st.ID == "" || st.TornDown {
+		return false
+	}
+	members := append([]MemberConfig(nil), a.cfg.Members...)
+	added := false
+	for _, m := range st.Members {
+		if _, ok := a.cfg.Member(m.Name); ok || m.AgentPort == 0 {
+			continue
+		}
+		members = append(members, MemberConfig{Name: m.Name, Kind: m.Kind, PublicAddr: m.PublicAddr, HeartbeatAddr: m.HeartbeatAddr,
+			AgentPort: m.AgentPort, RaftPort: m.RaftPort, HeartbeatPort: m.HeartbeatPort, PGPort: m.PGPort})
+		added = true
+	}
+	if !added {
+		return false
+	}
+	if err := writeOverlay(a.cfg.StateDir, membershipOverlay{ClusterName: st.Name, Members: members,
+		VIP: a.cfg.VIP, ReplicationMode: a.cfg.ReplicationMode, Bootstrap: a.cfg.Bootstrap}); err != nil {
+		a.fail("membership", err)
+		return false
+	}
+	a.events.add(a.cfg.NodeName, "cluster", "learned the cluster's full membership; restarting the agent to reach every member")
+	a.requestRestart()
+	return true
 }
 
 // replaced handles a node that the other one replaced while it was away

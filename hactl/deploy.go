@@ -84,8 +84,6 @@ type deployExtra struct {
 // standAlone reports whether this agent can take part in a deployment.
 func (a *Agent) standAlone() error {
 	switch {
-	case a.cfg.IsWitness():
-		return status.Error(codes.FailedPrecondition, "a witness is added by configuration, not deployed")
 	case len(a.cfg.Members) > 1 || a.raftNode() != nil:
 		return status.Error(codes.FailedPrecondition, "this node is already in a cluster")
 	case a.marker.deactivated():
@@ -218,20 +216,16 @@ func (s *agentServer) Deploy(req *hapb.DeployRequest, stream hapb.Agent_DeploySe
 	if !nameRE.MatchString(req.GetPeerName()) || req.GetPeerName() == a.cfg.NodeName {
 		return status.Errorf(codes.InvalidArgument, "peer name %q: want the other node's name (shown with its token)", req.GetPeerName())
 	}
-	host, _, err := net.SplitHostPort(req.GetPeerAgentAddr())
-	if err != nil || net.ParseIP(host) == nil {
-		return status.Errorf(codes.InvalidArgument, "peer address %q: want ip:port", req.GetPeerAgentAddr())
-	}
 	token, err := pairing.ParseToken(req.GetPairingToken())
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "%v", err)
 	}
-	name := req.GetClusterName()
-	if name == "" {
-		name = a.cfg.ClusterName
+	clusterName := req.GetClusterName()
+	if clusterName == "" {
+		clusterName = a.cfg.ClusterName
 	}
-	if !nameRE.MatchString(name) {
-		return status.Errorf(codes.InvalidArgument, "cluster name %q: want lowercase letters, digits and '-'", name)
+	if !nameRE.MatchString(clusterName) {
+		return status.Errorf(codes.InvalidArgument, "cluster name %q: want lowercase letters, digits and '-'", clusterName)
 	}
 	vip := a.cfg.VIP
 	if req.GetVip() != "" {
@@ -246,7 +240,7 @@ func (s *agentServer) Deploy(req *hapb.DeployRequest, stream hapb.Agent_DeploySe
 		mode = a.cfg.ReplicationMode
 	}
 	test := a.cfg
-	test.ClusterName, test.VIP, test.ReplicationMode = name, vip, mode
+	test.ClusterName, test.VIP, test.ReplicationMode = clusterName, vip, mode
 	if err := test.Validate(); err != nil {
 		return status.Errorf(codes.InvalidArgument, "%v", err)
 	}
@@ -259,9 +253,9 @@ func (s *agentServer) Deploy(req *hapb.DeployRequest, stream hapb.Agent_DeploySe
 	ctx, cancel := opContext()
 	defer cancel()
 	p := newProgress(a.cfg.NodeName, stream.Send)
-	p.step("Making the certificate authority of cluster %s...", name)
+	p.step("Making the certificate authority of cluster %s...", clusterName)
 	now := time.Now()
-	ca, err := pki.NewCA(name, now)
+	ca, err := pki.NewCA(clusterName, now)
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -273,37 +267,70 @@ func (s *agentServer) Deploy(req *hapb.DeployRequest, stream hapb.Agent_DeploySe
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	theirs, err := ca.Issue(req.GetPeerName(), []net.IP{net.ParseIP(host)}, now)
+	if a.cfg.IsWitness() {
+		return status.Error(codes.FailedPrecondition, "deploy from a data node; a witness is paired by it")
+	}
+	members := []MemberConfig{a.cfg.Self()}
+	pair := func(name, addr, token string) (MemberConfig, error) {
+		h, _, err := net.SplitHostPort(addr)
+		if err != nil || net.ParseIP(h) == nil {
+			return MemberConfig{}, status.Errorf(codes.InvalidArgument, "address of %s %q: want ip:port", name, addr)
+		}
+		id, err := ca.Issue(name, []net.IP{net.ParseIP(h)}, now)
+		if err != nil {
+			return MemberConfig{}, status.Errorf(codes.InvalidArgument, "%v", err)
+		}
+		extra, err := json.Marshal(deployExtra{Members: members, VIP: vip, ReplicationMode: mode})
+		if err != nil {
+			return MemberConfig{}, status.Errorf(codes.Internal, "%v", err)
+		}
+		p.step("Pairing with %s at %s...", name, addr)
+		acc, err := pairing.Dial(ctx, addr, token, pairing.Offer{
+			ClusterName: clusterName, DeployerName: a.cfg.NodeName,
+			CACertPEM: ca.CertPEM, CertPEM: id.CertPEM, KeyPEM: id.KeyPEM, Extra: extra,
+		})
+		if err != nil {
+			return MemberConfig{}, status.Errorf(codes.FailedPrecondition, "pairing with %s failed: %v; nothing was changed on this node", name, err)
+		}
+		var m MemberConfig
+		if err := json.Unmarshal(acc.Extra, &m); err != nil || m.Name != name {
+			return MemberConfig{}, status.Errorf(codes.Internal, "%s answered with an unusable membership (%v)", name, err)
+		}
+		p.step("%s accepted; both sides authenticated by the token", m.Name)
+		return m, nil
+	}
+	peer, err := pair(req.GetPeerName(), req.GetPeerAgentAddr(), token)
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "%v", err)
+		return err
 	}
-	extra, err := json.Marshal(deployExtra{Members: []MemberConfig{a.cfg.Self()}, VIP: vip, ReplicationMode: mode})
-	if err != nil {
-		return status.Errorf(codes.Internal, "%v", err)
+	if peer.Kind != "data" {
+		return status.Errorf(codes.FailedPrecondition, "%s is a %s, not a data node", peer.Name, peer.Kind)
 	}
-	p.step("Pairing with %s at %s...", req.GetPeerName(), req.GetPeerAgentAddr())
-	acc, err := pairing.Dial(ctx, req.GetPeerAgentAddr(), token, pairing.Offer{
-		ClusterName: name, DeployerName: a.cfg.NodeName,
-		CACertPEM: ca.CertPEM, CertPEM: theirs.CertPEM, KeyPEM: theirs.KeyPEM, Extra: extra,
-	})
-	if err != nil {
-		return status.Errorf(codes.FailedPrecondition, "pairing with %s failed: %v; nothing was changed", req.GetPeerName(), err)
+	members = append(members, peer)
+	if req.GetWitnessAgentAddr() != "" {
+		wtok, err := pairing.ParseToken(req.GetWitnessPairingToken())
+		if err != nil {
+			return status.Errorf(codes.InvalidArgument, "witness token: %v", err)
+		}
+		w, err := pair(req.GetWitnessName(), req.GetWitnessAgentAddr(), wtok)
+		if err != nil {
+			return status.Errorf(status.Code(err), "%s (%s is paired: it joins and learns of the witness failure)", status.Convert(err).Message(), peer.Name)
+		}
+		if w.Kind != "witness" {
+			return status.Errorf(codes.FailedPrecondition, "%s is not configured as a witness", w.Name)
+		}
+		members = append(members, w)
 	}
-	var peer MemberConfig
-	if err := json.Unmarshal(acc.Extra, &peer); err != nil || peer.Name != req.GetPeerName() {
-		return status.Errorf(codes.Internal, "the peer answered with an unusable membership (%v)", err)
-	}
-	p.step("%s accepted; both sides authenticated by the token", peer.Name)
 	if err := pki.SaveIdentity(a.cfg.PKIDir(), mine); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	if err := writeOverlay(a.cfg.StateDir, membershipOverlay{
-		ClusterName: name, Members: []MemberConfig{a.cfg.Self(), peer}, VIP: vip, ReplicationMode: mode, Bootstrap: BootstrapPrimary,
+		ClusterName: clusterName, Members: members, VIP: vip, ReplicationMode: mode, Bootstrap: BootstrapPrimary,
 	}); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	a.events.add(a.cfg.NodeName, "deploy", "cluster "+name+" deployed with "+peer.Name+"; joining")
-	p.done("Cluster %s deployed: %s will be Active, %s is cloned from it as Standby. The agents restart into the cluster.", name, a.cfg.NodeName, peer.Name)
+	a.events.add(a.cfg.NodeName, "deploy", "cluster "+clusterName+" deployed with "+peer.Name+"; joining")
+	p.done("Cluster %s deployed: %s will be Active, %s is cloned from it as Standby. The agents restart into the cluster.", clusterName, a.cfg.NodeName, peer.Name)
 	a.requestRestart()
 	return nil
 }

@@ -86,3 +86,59 @@ func TestDeployWithPairingToken(t *testing.T) {
 		t.Errorf("PairingToken on a member: %v, want FailedPrecondition", err)
 	}
 }
+
+// TestDeployWithWitness deploys a pair and a witness from three stand-alone
+// agents, then loses the Active node: the witness's vote lets the standby
+// take over, which proves every member learned every other.
+func TestDeployWithWitness(t *testing.T) {
+	l := newLab(t, true)
+	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
+		c := l.cfgs[n]
+		c.Members = []hactl.MemberConfig{c.Self()}
+		c.VIP = nil
+		if n != "witness" {
+			c.Bootstrap = hactl.BootstrapPrimary
+		}
+		if err := os.RemoveAll(c.PKIDir()); err != nil {
+			t.Fatal(err)
+		}
+		l.cfgs[n] = c
+		l.start(n)
+	}
+	l.waitFor("primary-node", "primary-node stand-alone", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
+	})
+	pc := l.client("primary-node")
+	tokens := map[string]string{}
+	for _, n := range []string{"secondary-node", "witness"} {
+		tok, err := l.client(n).PairingToken(context.Background(), &hapb.PairingTokenRequest{})
+		if err != nil {
+			t.Fatalf("PairingToken on %s: %v", n, err)
+		}
+		tokens[n] = tok.GetToken()
+	}
+	if _, err := runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+		return pc.Deploy(ctx, &hapb.DeployRequest{
+			ClusterName: "lab", PeerName: "secondary-node", PeerAgentAddr: l.cfgs["secondary-node"].Self().AgentAddr(), PairingToken: tokens["secondary-node"],
+			WitnessName: "witness", WitnessAgentAddr: l.cfgs["witness"].Self().AgentAddr(), WitnessPairingToken: tokens["witness"],
+			Vip: labVIP, VipMode: "userspace",
+		})
+	}); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	s := l.waitFor("primary-node", "primary-node Active with a witness", func(s *hapb.Snapshot) bool {
+		return activeIs("primary-node")(s) && s.GetCluster().GetWitness() == "witness"
+	})
+	for _, m := range s.GetCluster().GetMembers() {
+		if !m.GetVoter() {
+			t.Errorf("member %s is not a voter", m.GetName())
+		}
+	}
+	l.waitFor("secondary-node", "secondary-node streaming", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming"
+	})
+	l.crash("primary-node")
+	l.waitFor("secondary-node", "secondary-node takes over with the witness's vote", func(s *hapb.Snapshot) bool {
+		return s.GetCluster().GetActiveNode() == "secondary-node" && s.GetLocal().GetHoldsVip()
+	})
+}

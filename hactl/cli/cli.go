@@ -43,6 +43,7 @@ Usage:
                                      this node and its peer, from the agent
   hactl pairing-token                on a stand-alone node: a one-time token
   hactl deploy --peer-name N --peer IP:PORT --token T [--vip IP] [--cluster C]
+         [--witness-name W --witness IP:PORT --witness-token T]
                                      on the other stand-alone node: form the
                                      cluster (this node Active, the peer cloned)
   hactl pki init --dir DIR --cluster NAME

@@ -158,6 +158,9 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&req.Vip, "vip", "", "the virtual IP of the pair")
 		fs.StringVar(&req.VipMode, "vip-mode", "", "userspace or linux (default: this node's configured one)")
 		fs.StringVar(&req.ReplicationMode, "replication", "", "async, sync or sync-strict")
+		fs.StringVar(&req.WitnessName, "witness-name", "", "the witness's node name (optional)")
+		fs.StringVar(&req.WitnessAgentAddr, "witness", "", "the witness's ip:agent_port")
+		fs.StringVar(&req.WitnessPairingToken, "witness-token", "", "the pairing token read on the witness")
 	}, func(ctx context.Context, c hapb.AgentClient) error {
 		st, err := c.Deploy(ctx, &req)
 		return printProgress(stdout, st, err)

@@ -34,6 +34,11 @@ type Member struct {
 	AgentAddr     string `json:"agent_addr"`
 	RaftAddr      string `json:"raft_addr"`
 	PGAddr        string `json:"pg_addr,omitempty"`
+	// Ports, so every member can be configured from the replicated state.
+	AgentPort     int `json:"agent_port,omitempty"`
+	RaftPort      int `json:"raft_port,omitempty"`
+	HeartbeatPort int `json:"heartbeat_port,omitempty"`
+	PGPort        int `json:"pg_port,omitempty"`
 	// Stopped: an operator stopped cluster services on this member.
 	Stopped bool `json:"stopped,omitempty"`
 }

@@ -1855,9 +1855,13 @@ type DeployRequest struct {
 	// peer_name is the peer's node name (shown with its token).
 	PeerName string `protobuf:"bytes,7,opt,name=peer_name,json=peerName,proto3" json:"peer_name,omitempty"`
 	// vip_mode is "userspace" or "linux" (default: the local configuration's).
-	VipMode       string `protobuf:"bytes,8,opt,name=vip_mode,json=vipMode,proto3" json:"vip_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	VipMode string `protobuf:"bytes,8,opt,name=vip_mode,json=vipMode,proto3" json:"vip_mode,omitempty"`
+	// witness_name and witness_pairing_token: the optional witness, paired
+	// like the peer (its agent at witness_agent_addr).
+	WitnessName         string `protobuf:"bytes,9,opt,name=witness_name,json=witnessName,proto3" json:"witness_name,omitempty"`
+	WitnessPairingToken string `protobuf:"bytes,10,opt,name=witness_pairing_token,json=witnessPairingToken,proto3" json:"witness_pairing_token,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *DeployRequest) Reset() {
@@ -1942,6 +1946,20 @@ func (x *DeployRequest) GetPeerName() string {
 func (x *DeployRequest) GetVipMode() string {
 	if x != nil {
 		return x.VipMode
+	}
+	return ""
+}
+
+func (x *DeployRequest) GetWitnessName() string {
+	if x != nil {
+		return x.WitnessName
+	}
+	return ""
+}
+
+func (x *DeployRequest) GetWitnessPairingToken() string {
+	if x != nil {
+		return x.WitnessPairingToken
 	}
 	return ""
 }
@@ -2899,7 +2917,7 @@ const file_hactl_proto_rawDesc = "" +
 	"\x14PairingTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa2\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf9\x02\n" +
 	"\rDeployRequest\x12!\n" +
 	"\fcluster_name\x18\x01 \x01(\tR\vclusterName\x12&\n" +
 	"\x0fpeer_agent_addr\x18\x02 \x01(\tR\rpeerAgentAddr\x12#\n" +
@@ -2908,7 +2926,10 @@ const file_hactl_proto_rawDesc = "" +
 	"\x12witness_agent_addr\x18\x05 \x01(\tR\x10witnessAgentAddr\x12)\n" +
 	"\x10replication_mode\x18\x06 \x01(\tR\x0freplicationMode\x12\x1b\n" +
 	"\tpeer_name\x18\a \x01(\tR\bpeerName\x12\x19\n" +
-	"\bvip_mode\x18\b \x01(\tR\avipMode\"\x14\n" +
+	"\bvip_mode\x18\b \x01(\tR\avipMode\x12!\n" +
+	"\fwitness_name\x18\t \x01(\tR\vwitnessName\x122\n" +
+	"\x15witness_pairing_token\x18\n" +
+	" \x01(\tR\x13witnessPairingToken\"\x14\n" +
 	"\x12ClusterStopRequest\"\x15\n" +
 	"\x13ClusterStartRequest\"+\n" +
 	"\x0fTeardownRequest\x12\x18\n" +
