@@ -164,7 +164,11 @@ func (l *lab) start(name string) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := exec.Command(hactlBin, "agent", "--config", l.configPath(name), "--log-level", "debug")
+	args := []string{"agent", "--config", l.configPath(name), "--log-level", "debug"}
+	if l.cfgs[name].IsWitness() {
+		args = append(args, "--witness")
+	}
+	cmd := exec.Command(hactlBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -382,7 +382,9 @@ func (s *agentServer) Teardown(req *hapb.TeardownRequest, stream hapb.Agent_Tear
 	if err != nil {
 		return err
 	}
-	if !n.IsLeader() || !a.established.Load() {
+	// The Active node: the established leader, or (two voters, peer away)
+	// the recorded Active node serving without quorum.
+	if !(n.IsLeader() && a.established.Load()) && !(a.holding.Load() && st.Active == a.cfg.NodeName) {
 		return status.Errorf(codes.FailedPrecondition, "run the teardown on the Active node (%s)", st.Active)
 	}
 	a.opMu.Lock()
@@ -399,6 +401,7 @@ func (s *agentServer) Teardown(req *hapb.TeardownRequest, stream hapb.Agent_Tear
 	a.planned.Store(true)
 	defer a.planned.Store(false)
 	a.established.Store(false)
+	a.holding.Store(false)
 	if err := a.releaseVIP(ctx); err != nil {
 		return status.Errorf(codes.Internal, "release the VIP: %v", err)
 	}

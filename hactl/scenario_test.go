@@ -666,3 +666,43 @@ func TestSyncReplicationDegrades(t *testing.T) {
 	l.start("secondary-node")
 	l.waitFor("primary-node", "synchronous replication restored", syncTo("primary-node", "secondary-node"))
 }
+
+// TestTeardownWithThePeerAway tears a pair down while the standby cannot be
+// reached: the Active node goes stand-alone at once; the standby, when it
+// is back, learns it from the other's status and deactivates.
+func TestTeardownWithThePeerAway(t *testing.T) {
+	l := newLab(t, false)
+	l.start("primary-node")
+	l.start("secondary-node")
+	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	l.signal("secondary-node", syscall.SIGSTOP)
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			l.signal("secondary-node", syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	l.waitFor("primary-node", "primary-node without its peer", func(s *hapb.Snapshot) bool {
+		return !s.GetPeer().GetReachable() && s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE
+	})
+	lines, err := runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+		return l.client("primary-node").Teardown(ctx, &hapb.TeardownRequest{Confirm: true})
+	})
+	if err != nil {
+		t.Fatalf("teardown with the peer away: %v", err)
+	}
+	if !hasLine(lines, "they will deactivate when they learn") || !hasLine(lines, "stand-alone mode") {
+		t.Errorf("teardown progress %q", lines)
+	}
+	l.waitFor("primary-node", "primary-node stand-alone", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDALONE &&
+			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
+	})
+	resume()
+	l.waitFor("secondary-node", "secondary-node deactivated when it learns", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetDeactivated() && s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STOPPED &&
+			s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_NOT_ENABLED
+	})
+}

@@ -110,7 +110,9 @@ done
 trap finish INT TERM EXIT
 for n in "${NODES[@]}"; do
   say "starting the agent of $n (${IP[$n]})"
-  "$HACTL" agent --config "$DIR/$n.json" >"$DIR/$n.log" 2>&1 &
+  flags=""
+  [ "$n" = witness ] && flags="--witness"
+  "$HACTL" agent --config "$DIR/$n.json" $flags >"$DIR/$n.log" 2>&1 &
   PIDS+=($!)
   echo $! >"$DIR/$n.pid"
 done

@@ -38,7 +38,8 @@ const (
 const usage = `hactl: the hapair node agent and its local tools.
 
 Usage:
-  hactl agent --config FILE          run the agent
+  hactl agent --config FILE [--witness]
+                                     run the agent (the witness with --witness)
   hactl status [--json] [--config FILE | --socket PATH]
                                      this node and its peer, from the agent
   hactl pairing-token                on a stand-alone node: a one-time token
@@ -129,6 +130,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	fs := newFlags("agent", stderr)
 	config := fs.String("config", "", "agent configuration file (JSON)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	witness := fs.Bool("witness", false, "run as the witness (a voter with no database and no VIP); the configuration must declare this node a witness")
 	if !parse(fs, args, stderr) {
 		return ExitUsage
 	}
@@ -151,6 +153,10 @@ func runAgent(args []string, stderr io.Writer) int {
 		if err != nil {
 			log.Error("cannot start", "err", err)
 			return ExitFailure
+		}
+		if *witness != cfg.IsWitness() {
+			log.Error("cannot start", "err", fmt.Sprintf("--witness=%v but the configuration declares %s a %s node", *witness, cfg.NodeName, cfg.Self().Kind))
+			return ExitUsage
 		}
 		a, err := hactl.New(cfg, hactl.Deps{Logger: log})
 		if err != nil {
