@@ -176,15 +176,14 @@ func (a *Agent) notePeer(name string, st *hapb.NodeStatus, err error) {
 	// it now (it cannot reach us through consensus any more).
 	if err == nil && st.GetTornDown() {
 		if n := a.raftNode(); n != nil && n.State().ID != "" && n.State().ID == st.GetClusterId() {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				a.opMu.Lock()
-				defer a.opMu.Unlock()
-				if !a.marker.standalone() {
-					a.deactivate(ctx, st.GetClusterId(), name)
-				}
-			}()
+			// On the peer loop's own time: it has nothing better to do.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			a.opMu.Lock()
+			if !a.marker.standalone() {
+				a.deactivate(ctx, st.GetClusterId(), name)
+			}
+			a.opMu.Unlock()
+			cancel()
 		}
 	}
 }
