@@ -248,7 +248,9 @@ func (a *Agent) establish(ctx context.Context) {
 // mayPromote decides (decidePromotion) whether this standby may become the
 // primary now, waiting (bounded) where the decision says to wait.
 func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status) error {
-	for i := 0; i < 200; i++ {
+	deadline := time.Now().Add(time.Duration(a.cfg.Timers.FenceDelay) + 5*time.Second)
+	reason := "no decision"
+	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
 		a.mu.Lock()
 		in := promotionInput{
 			Self: a.cfg.NodeName, State: st, Received: uint64(db.ReceiveLSN),
@@ -262,6 +264,7 @@ func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status)
 			in.Received = uint64(db.ReplayLSN)
 		}
 		d := decidePromotion(in)
+		reason = d.Reason
 		wait := d.Wait
 		switch {
 		case d.Promote:
@@ -281,7 +284,7 @@ func (a *Agent) mayPromote(ctx context.Context, st *cluster.State, db pg.Status)
 			return err
 		}
 	}
-	return errors.New("no decision to promote within the bounded wait")
+	return fmt.Errorf("not promoting: %s", reason)
 }
 
 // handOn gives leadership to a data node that can take it: a voter whose

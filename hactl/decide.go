@@ -62,12 +62,14 @@ func decidePromotion(in promotionInput) promotionDecision {
 		return promotionDecision{Reason: "no Active node was ever recorded; nothing to take over from"}
 	case in.Policy == "manual":
 		return promotionDecision{Reason: "the failover policy is manual: an operator decides"}
-	case in.PeerRole == "primary" && in.PeerBeatAge < in.HeartbeatDead:
-		return promotionDecision{Reason: "the Active node's heartbeats say its database is a running primary"}
 	case in.SinceLeader < in.FenceDelay:
 		// The old leader's lease has run out, but it may still be fencing
 		// itself: wait until it must have finished.
 		return promotionDecision{Wait: in.FenceDelay - in.SinceLeader, Reason: "waiting out the fencing delay"}
+	case in.PeerRole == "primary" && in.PeerBeatAge < in.HeartbeatDead:
+		// Its last heartbeat may just predate its loss: wait until it is
+		// stale; if heartbeats keep coming, the caller gives up.
+		return promotionDecision{Wait: in.HeartbeatDead - in.PeerBeatAge, Reason: "the Active node's heartbeats say its database is a running primary"}
 	case in.AnnouncedKnown && in.Announced > in.Received && in.Announced-in.Received > st.Settings.MaxLagBytes:
 		return promotionDecision{Reason: fmt.Sprintf("%d bytes behind the last position the Active node announced (limit %d)", in.Announced-in.Received, st.Settings.MaxLagBytes)}
 	case st.Settings.ReplicationMode != cluster.ModeAsync && in.AnnouncedSync != in.Self:

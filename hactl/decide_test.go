@@ -48,7 +48,7 @@ func TestDecidePromotion(t *testing.T) {
 			})},
 		{name: "no Active node ever recorded", state: state(func(s *cluster.State) { s.Active = "" }), wantReason: "no Active node was ever recorded"},
 		{name: "manual policy", state: state(nil), mutate: func(in *promotionInput) { in.Policy = "manual" }, wantReason: "manual"},
-		{name: "the Active node still announces a primary", state: state(nil),
+		{name: "the Active node still announces a primary: wait until that is stale", state: state(nil), wantWait: 700 * time.Millisecond,
 			mutate: func(in *promotionInput) { in.PeerRole, in.PeerBeatAge = "primary", 300*time.Millisecond }, wantReason: "running primary"},
 		{name: "an old heartbeat of a primary does not count", state: state(nil), wantPromote: true,
 			mutate: func(in *promotionInput) { in.PeerRole, in.PeerBeatAge = "primary", 2*time.Second }},
