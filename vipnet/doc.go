@@ -31,9 +31,15 @@
 // address and port, which gives exclusive ownership, and Release cuts the
 // relayed connections so clients reconnect to the new Active node.
 //
-// A Linux implementation (linux.go, to come) adds and removes the address on
-// a network interface with netlink and announces it with gratuitous ARP; it
-// satisfies the same [Holder] interface.
+// The Linux implementation (linux.go, [NewLinux]) adds and removes the
+// address on a network interface with netlink (AddrReplace, a label operators
+// see in `ip addr`), probes for a conflict with RFC 5227 ARP probes before
+// taking it, and announces it with gratuitous ARP, several spaced at once and
+// then periodically while held; [Holder.Held] reads the interface's addresses
+// back. The frames are built by pure functions ([GratuitousARP],
+// [ARPProbe]). Unsolicited neighbour advertisement for an IPv6 VIP is still
+// to do. The agent does not use it yet: wiring it in, with the network lab,
+// is the next step.
 //
 // Documentation uses 198.18.0.12 as the example VIP of a real pair.
 package vipnet
