@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -142,7 +143,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		a.pg = ctl
 		a.vip = deps.VIP
 		if a.vip == nil && cfg.VIP != nil {
-			h, err := newVIPHolder(cfg)
+			h, err := newVIPHolder(cfg, log)
 			if err != nil {
 				return nil, fmt.Errorf("agent %s: %w", cfg.NodeName, err)
 			}
@@ -169,7 +170,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 }
 
 // newVIPHolder builds the configured VIP holder.
-func newVIPHolder(cfg Config) (vipnet.Holder, error) {
+func newVIPHolder(cfg Config, logger *slog.Logger) (vipnet.Holder, error) {
 	v := cfg.VIP
 	switch v.Mode {
 	case "userspace":
@@ -183,8 +184,21 @@ func newVIPHolder(cfg Config) (vipnet.Holder, error) {
 			fw = append(fw, vipnet.Forward{Port: p, Target: net.JoinHostPort(self.PublicAddr, strconv.Itoa(p))})
 		}
 		return vipnet.NewUserspace(vipnet.UserspaceConfig{Addr: v.Address, Forwards: fw})
+	case "linux":
+		bits := v.PrefixLen
+		if bits == 0 {
+			bits = 32
+			if ip := net.ParseIP(v.Address); ip != nil && ip.To4() == nil {
+				bits = 128
+			}
+		}
+		prefix, err := netip.ParsePrefix(v.Address + "/" + strconv.Itoa(bits))
+		if err != nil {
+			return nil, fmt.Errorf("vip %s/%d: %w", v.Address, v.PrefixLen, err)
+		}
+		return vipnet.NewLinux(vipnet.LinuxConfig{Address: prefix, Interface: v.Interface, Logger: logger})
 	}
-	return nil, fmt.Errorf("vip mode %q is not available in this build", v.Mode)
+	return nil, fmt.Errorf("vip mode %q is not available", v.Mode)
 }
 
 // Run serves the Agent API on the unix socket and the Peer API on the

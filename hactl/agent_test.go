@@ -203,6 +203,9 @@ func TestAgentConfigErrors(t *testing.T) {
 		{name: "lease not shorter than raft heartbeat", mutate: func(c *hactl.Config) { c.Timers.LeaderLease = c.Timers.RaftHeartbeat }, want: "leader_lease"},
 		{name: "bad replication mode", mutate: func(c *hactl.Config) { c.ReplicationMode = "eventually" }, want: "replication_mode"},
 		{name: "unknown vip mode", mutate: func(c *hactl.Config) { c.VIP = &hactl.VIPConfig{Address: "127.0.0.12", Mode: "magic"} }, want: "vip.mode"},
+		{name: "linux vip without interface", mutate: func(c *hactl.Config) { c.VIP = &hactl.VIPConfig{Address: "198.18.0.12", Mode: "linux"} }, want: "vip.interface"},
+		{name: "bad tie-breaker", mutate: func(c *hactl.Config) { c.TieBreaker = "gateway" }, want: "tie_breaker"},
+		{name: "unknown failover policy", mutate: func(c *hactl.Config) { c.FailoverPolicy = "sometimes" }, want: "failover_policy"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -119,6 +119,9 @@ type VIPConfig struct {
 	Mode string `json:"mode"`
 	// Interface carries the VIP in linux mode.
 	Interface string `json:"interface,omitempty"`
+	// PrefixLen is the VIP's prefix length on the interface in linux mode
+	// (default 32; the public network's, e.g. 24, makes it a usual source).
+	PrefixLen int `json:"prefix_len,omitempty"`
 	// Ports are forwarded to this node's services in userspace mode
 	// (default: the PostgreSQL port).
 	Ports []int `json:"ports,omitempty"`
@@ -356,7 +359,16 @@ func (c Config) Validate() error {
 		if net.ParseIP(v.Address) == nil {
 			errs = append(errs, fmt.Errorf("vip.address %q: want an IP address", v.Address))
 		}
-		if v.Mode != "userspace" && v.Mode != "linux" {
+		switch v.Mode {
+		case "userspace":
+		case "linux":
+			if v.Interface == "" {
+				errs = append(errs, errors.New("vip.interface: required in linux mode"))
+			}
+			if v.PrefixLen < 0 || v.PrefixLen > 128 {
+				errs = append(errs, fmt.Errorf("vip.prefix_len %d: want 1-32 (IPv4) or 1-128 (IPv6)", v.PrefixLen))
+			}
+		default:
 			errs = append(errs, fmt.Errorf("vip.mode %q: want userspace or linux", v.Mode))
 		}
 	}
