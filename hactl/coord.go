@@ -238,9 +238,9 @@ func (a *Agent) establish(ctx context.Context) {
 	a.ensurePeerSlot(ctx, n.State())
 	a.established.Store(true)
 	a.holding.Store(false)
-	if err := a.pg.SettleTimeline(ctx); err != nil {
-		a.log.Warn("settle timeline", "err", err)
-	}
+	// The timeline is settled (a CHECKPOINT) only when a peer asks for a
+	// replication source before rewinding: not here, where it would slow
+	// the first writes on the new primary.
 	a.log.Info("active", "epoch", n.State().Epoch)
 	a.kickSampler()
 }
