@@ -62,19 +62,31 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[int(float64(len(s)-1)*p)]
 }
 
-// BenchmarkPlannedStop measures a planned stop of the Active node (scenario
-// A step 2, then the node starts again as Standby): the client's write
-// unavailability through the VIP and acknowledged writes lost.
-func BenchmarkPlannedStop(b *testing.B) {
-	l := newLab(b, false)
-	l.start("primary-node")
-	l.start("secondary-node")
+// benchLab starts a pair (and a witness) with primary-node Active and
+// streaming, and a client registering through the VIP every 10 ms.
+func benchLab(b *testing.B, witness bool) (*lab, string, *writer) {
+	l := newLab(b, witness)
+	names := []string{"primary-node", "secondary-node"}
+	if witness {
+		names = append([]string{"witness"}, names...)
+	}
+	for _, n := range names {
+		l.start(n)
+	}
 	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
 	dsn := l.appUser("primary-node")
 	l.waitFor("primary-node", "streaming", replicates("primary-node", "secondary-node"))
 	w := startWriter(dsn)
-	p := probe{w}
 	time.Sleep(500 * time.Millisecond)
+	return l, dsn, w
+}
+
+// BenchmarkPlannedStop measures a planned stop of the Active node (scenario
+// A step 2, then the node starts again as Standby): the client's write
+// unavailability through the VIP and acknowledged writes lost.
+func BenchmarkPlannedStop(b *testing.B) {
+	l, dsn, w := benchLab(b, false)
+	p := probe{w}
 	names := []string{"primary-node", "secondary-node"}
 	var outs []time.Duration
 	b.ResetTimer()
@@ -106,16 +118,8 @@ func BenchmarkPlannedStop(b *testing.B) {
 // witness present (scenario D): time from the kill to the client's first
 // acknowledged write through the VIP on the new Active node.
 func BenchmarkActiveLost(b *testing.B) {
-	l := newLab(b, true)
-	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
-		l.start(n)
-	}
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	dsn := l.appUser("primary-node")
-	l.waitFor("primary-node", "streaming", replicates("primary-node", "secondary-node"))
-	w := startWriter(dsn)
+	l, dsn, w := benchLab(b, true)
 	p := probe{w}
-	time.Sleep(500 * time.Millisecond)
 	names := []string{"primary-node", "secondary-node"}
 	var outs []time.Duration
 	b.ResetTimer()

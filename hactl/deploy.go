@@ -16,6 +16,7 @@ import (
 
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/pairing"
+	"github.com/hapair/hapair/hactl/pg"
 	"github.com/hapair/hapair/hactl/pki"
 )
 
@@ -245,14 +246,11 @@ func (s *agentServer) Deploy(req *hapb.DeployRequest, stream hapb.Agent_DeploySe
 		return status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	db, err := a.pg.Status(stream.Context())
-	if err != nil || db.Role.String() != "primary" {
+	if err != nil || db.Role != pg.RolePrimary {
 		return status.Errorf(codes.FailedPrecondition, "this node's database must be a running primary to deploy from (it is %v)", db.Role)
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	ctx, cancel := opContext()
-	defer cancel()
-	p := newProgress(a.cfg.NodeName, stream.Send)
+	ctx, p, end := a.beginOp(stream.Send)
+	defer end()
 	p.step("Making the certificate authority of cluster %s...", clusterName)
 	now := time.Now()
 	ca, err := pki.NewCA(clusterName, now)

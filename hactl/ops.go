@@ -35,10 +35,14 @@ func (p *progress) done(format string, args ...any) {
 	_ = p.send(&hapb.Progress{Node: p.node, Step: fmt.Sprintf(format, args...), Elapsed: durationpb.New(time.Since(p.start)), Done: true})
 }
 
-// opContext detaches an operation from its caller (a dropped console must
-// not abandon a handover half-way) but bounds it.
-func opContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 3*time.Minute)
+// beginOp starts an operation: one at a time on this agent (the
+// reconciler and the leader loop stand aside), detached from its caller (a
+// dropped console must not abandon a handover half-way) but bounded, its
+// steps streamed through send. end releases it.
+func (a *Agent) beginOp(send func(*hapb.Progress) error) (ctx context.Context, p *progress, end func()) {
+	a.opMu.Lock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return ctx, newProgress(a.cfg.NodeName, send), func() { cancel(); a.opMu.Unlock() }
 }
 
 func (a *Agent) clusterOrErr() (*cluster.Node, *cluster.State, error) {
@@ -72,11 +76,8 @@ func (s *agentServer) ClusterStop(_ *hapb.ClusterStopRequest, stream hapb.Agent_
 	if err != nil {
 		return err
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	ctx, cancel := opContext()
-	defer cancel()
-	p := newProgress(a.cfg.NodeName, stream.Send)
+	ctx, p, end := a.beginOp(stream.Send)
+	defer end()
 	me, _ := st.Member(a.cfg.NodeName)
 	if me.Stopped {
 		p.done("Cluster services are already stopped on %s.", a.cfg.NodeName)
@@ -259,11 +260,8 @@ func (s *agentServer) ClusterStart(_ *hapb.ClusterStartRequest, stream hapb.Agen
 	if err != nil {
 		return err
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	ctx, cancel := opContext()
-	defer cancel()
-	p := newProgress(a.cfg.NodeName, stream.Send)
+	ctx, p, end := a.beginOp(stream.Send)
+	defer end()
 	me, _ := st.Member(a.cfg.NodeName)
 	if !me.Stopped && a.isVoter(a.cfg.NodeName) {
 		p.done("Cluster services are already running on %s.", a.cfg.NodeName)
@@ -344,11 +342,8 @@ func (s *agentServer) Switchover(req *hapb.SwitchoverRequest, stream hapb.Agent_
 	if peer, _ := st.Peer(a.cfg.NodeName); req.GetTarget() != "" && req.GetTarget() != peer.Name {
 		return status.Errorf(codes.InvalidArgument, "target %q: the only possible target is %s", req.GetTarget(), peer.Name)
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	ctx, cancel := opContext()
-	defer cancel()
-	p := newProgress(a.cfg.NodeName, stream.Send)
+	ctx, p, end := a.beginOp(stream.Send)
+	defer end()
 	p.step("Switching the Active role over from %s...", a.cfg.NodeName)
 	target, err := a.handoverTo(ctx, p, n, st, false)
 	if err != nil {
@@ -387,11 +382,8 @@ func (s *agentServer) Teardown(req *hapb.TeardownRequest, stream hapb.Agent_Tear
 	if !(n.IsLeader() && a.established.Load()) && !(a.holding.Load() && st.Active == a.cfg.NodeName) {
 		return status.Errorf(codes.FailedPrecondition, "run the teardown on the Active node (%s)", st.Active)
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	ctx, cancel := opContext()
-	defer cancel()
-	p := newProgress(a.cfg.NodeName, stream.Send)
+	ctx, p, end := a.beginOp(stream.Send)
+	defer end()
 	p.step("Destroying the HA cluster configuration...")
 	if err := n.Apply(cluster.Command{Type: cluster.CmdTeardown, Node: a.cfg.NodeName, Time: time.Now()}, 5*time.Second); err != nil {
 		p.step("The other members could not be told now (%v); they will deactivate when they learn", err)
@@ -453,11 +445,8 @@ func (a *Agent) forceTakeover(st *cluster.State, send func(*hapb.Progress) error
 	if err != nil || db.Role != pg.RoleStandby {
 		return status.Errorf(codes.FailedPrecondition, "this node's database is %v, not a standby: it cannot take over", db.Role)
 	}
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	ctx, cancel := opContext()
-	defer cancel()
-	p := newProgress(a.cfg.NodeName, send)
+	ctx, p, end := a.beginOp(send)
+	defer end()
 	p.step("%s is lost (no heartbeat on any link); taking over on the operator's word...", st.Active)
 	a.nodeMu.Lock()
 	old := a.node
