@@ -135,6 +135,10 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		if hb := cfg.Self().HeartbeatAddr; hb != "" {
 			pcfg.ExtraListenAddrs = []string{hb}
 		}
+		// A VIP on an interface comes and goes: PostgreSQL must answer on
+		// it without a restart (the user-space VIP forwards to the public
+		// address instead).
+		pcfg.ListenAll = cfg.VIP != nil && cfg.VIP.Mode == "linux"
 		pcfg.Logger = log
 		ctl, err := pg.New(pcfg)
 		if err != nil {
@@ -196,7 +200,9 @@ func newVIPHolder(cfg Config, logger *slog.Logger) (vipnet.Holder, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vip %s/%d: %w", v.Address, v.PrefixLen, err)
 		}
-		return vipnet.NewLinux(vipnet.LinuxConfig{Address: prefix, Interface: v.Interface, Logger: logger})
+		// A LAN answers an ARP probe within milliseconds; every millisecond
+		// of the probe is write unavailability during a handover.
+		return vipnet.NewLinux(vipnet.LinuxConfig{Address: prefix, Interface: v.Interface, Logger: logger, ProbeTimeout: 100 * time.Millisecond})
 	}
 	return nil, fmt.Errorf("vip mode %q is not available", v.Mode)
 }

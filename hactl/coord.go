@@ -461,23 +461,35 @@ func (a *Agent) apply(ctx context.Context, c cluster.Command) error {
 	})
 }
 
-// viaLeader calls the leader's agent, waiting (bounded) for a leader.
+// viaLeader calls the leader's agent, waiting (bounded) for a leader. A node
+// outside the voters (stopped, or just rejoining) may not know the leader:
+// then every other member is tried, and only the leader accepts.
 func (a *Agent) viaLeader(ctx context.Context, call func(context.Context, hapb.PeerClient) error) error {
-	n := a.raftNode()
 	var lastErr error
 	for i := 0; i < 50; i++ {
-		leader, _ := n.Leader()
-		if leader != "" && leader != a.cfg.NodeName {
-			if pc, ok := a.clients[leader]; ok {
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				lastErr = call(cctx, pc)
-				cancel()
-				if lastErr == nil {
-					return nil
-				}
+		var order []string
+		if n := a.raftNode(); n != nil {
+			if leader, _ := n.Leader(); leader != "" && leader != a.cfg.NodeName {
+				order = append(order, leader)
 			}
-		} else if leader == "" {
-			lastErr = errors.New("no leader")
+		}
+		for _, m := range a.cfg.Members {
+			if m.Name != a.cfg.NodeName && (len(order) == 0 || m.Name != order[0]) {
+				order = append(order, m.Name)
+			}
+		}
+		for _, name := range order {
+			pc, ok := a.clients[name]
+			if !ok {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := call(cctx, pc)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			lastErr = fmt.Errorf("%s: %w", name, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -60,6 +60,8 @@ type lab struct {
 	cfgs   map[string]hactl.Config
 	procs  map[string]*exec.Cmd
 	pgPort int
+	// ns, when set, is the network namespace each member runs in.
+	ns map[string]string
 }
 
 // freePortOn finds a TCP port free on every given address.
@@ -168,7 +170,13 @@ func (l *lab) start(name string) {
 	if l.cfgs[name].IsWitness() {
 		args = append(args, "--witness")
 	}
-	cmd := exec.Command(hactlBin, args...)
+	var cmd *exec.Cmd
+	if ns := l.ns[name]; ns != "" {
+		// ip netns exec execs the agent: the PID is the agent's.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, hactlBin}, args...)...)
+	} else {
+		cmd = exec.Command(hactlBin, args...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

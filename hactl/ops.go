@@ -65,8 +65,9 @@ func (a *Agent) clusterOrErr() (*cluster.Node, *cluster.State, error) {
 }
 
 // ClusterStop stops cluster services on this node. On the Active node it
-// first hands over with zero loss: release the VIP, stop the database (a
-// fast shutdown waits until the standby has confirmed all WAL), check the
+// first hands over with zero loss: stop the database (a fast shutdown ends
+// the clients' sessions and waits until the standby has confirmed all WAL),
+// release the VIP, check the
 // standby has everything up to the final checkpoint, record the handover,
 // transfer leadership; the peer promotes and takes the VIP. Then this node
 // leaves the voters so the others keep a quorum. The agent stays up.
@@ -133,12 +134,11 @@ func (a *Agent) handoverTo(ctx context.Context, p *progress, n *cluster.Node, st
 	p.step("Handing over to %s...", peer.Name)
 	a.planned.Store(true)
 	defer a.planned.Store(false)
-	if err := a.releaseVIP(ctx); err != nil {
-		return "", status.Errorf(codes.Internal, "release the VIP: %v", err)
-	}
-	if a.vip != nil {
-		p.step("VIP %s released", a.vip.Address())
-	}
+	// Stop the database first and release the VIP only just before the
+	// peer takes it: the fast shutdown ends the clients' sessions while
+	// their address still exists (they see the error at once), and clients
+	// retrying meanwhile are refused at once by this node instead of losing
+	// their connection attempts to an address nobody holds.
 	if err := a.pg.Stop(ctx); err != nil {
 		return "", a.abortHandover(ctx, p, fmt.Errorf("stop the database: %w", err))
 	}
@@ -162,6 +162,12 @@ func (a *Agent) handoverTo(ctx context.Context, p *progress, n *cluster.Node, st
 		if err := n.Apply(cluster.Command{Type: cluster.CmdStopped, Node: a.cfg.NodeName, Time: time.Now(), On: true}, 5*time.Second); err != nil {
 			return "", a.abortHandover(ctx, p, err)
 		}
+	}
+	if err := a.releaseVIP(ctx); err != nil {
+		return "", a.abortHandover(ctx, p, fmt.Errorf("release the VIP: %w", err))
+	}
+	if a.vip != nil {
+		p.step("VIP %s released", a.vip.Address())
 	}
 	a.established.Store(false)
 	if err := n.TransferLeadership(peer.Name, peer.RaftAddr); err != nil {

@@ -64,6 +64,10 @@ type Config struct {
 	// ExtraListenAddrs are more addresses to listen on (the heartbeat link,
 	// which replication prefers).
 	ExtraListenAddrs []string
+	// ListenAll makes the server listen on every address (listen_addresses
+	// '*'): a VIP that comes and goes on an interface must be served too;
+	// pg_hba.conf still admits only the peers and the client networks.
+	ListenAll bool
 	// Port is the TCP port (and the unix socket's number).
 	Port int
 	// PeerAddrs are the addresses the peer may replicate (and pg_rewind)

@@ -698,6 +698,9 @@ func (c *Controller) renderConfig() error {
 // the server's address and port.
 func (c *Controller) checkPortFree() error {
 	for _, a := range c.listenAddrs() {
+		if a == "*" {
+			a = "" // every address
+		}
 		addr := net.JoinHostPort(a, strconv.Itoa(c.cfg.Port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -712,6 +715,9 @@ func (c *Controller) checkPortFree() error {
 }
 
 func (c *Controller) listenAddrs() []string {
+	if c.cfg.ListenAll {
+		return []string{"*"}
+	}
 	out := []string{c.cfg.ListenAddr}
 	for _, a := range c.cfg.ExtraListenAddrs {
 		if a != c.cfg.ListenAddr {
