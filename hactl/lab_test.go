@@ -135,15 +135,7 @@ func newLab(t testing.TB, withWitness bool) *lab {
 		case "secondary-node":
 			c.Bootstrap = hactl.BootstrapStandby
 		}
-		c.Timers.Sample = hactl.Duration(100 * time.Millisecond)
-		id, err := ca.Issue(n, []net.IP{net.ParseIP(labIP[n])}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pki.SaveIdentity(c.PKIDir(), id); err != nil {
-			t.Fatal(err)
-		}
-		l.cfgs[n] = c
+		l.member(c, labIP[n])
 	}
 	t.Cleanup(l.cleanup)
 	return l
@@ -230,6 +222,45 @@ func (l *lab) signal(name string, sig syscall.Signal) {
 			l.t.Fatalf("signal %s: %v", name, err)
 		}
 	}
+}
+
+// freeze stops names' agents (SIGSTOP: to their peers as if their hosts
+// were cut off) and returns resume, which is also run when the test ends.
+func (l *lab) freeze(names ...string) (resume func()) {
+	l.t.Helper()
+	for _, n := range names {
+		l.signal(n, syscall.SIGSTOP)
+	}
+	done := false
+	resume = func() {
+		if !done {
+			done = true
+			for _, n := range names {
+				l.signal(n, syscall.SIGCONT)
+			}
+		}
+	}
+	l.t.Cleanup(resume)
+	return resume
+}
+
+// member finishes a member's configuration: the lab's sampling interval, an
+// identity from the lab's CA for its addresses.
+func (l *lab) member(c hactl.Config, ips ...string) {
+	l.t.Helper()
+	c.Timers.Sample = hactl.Duration(100 * time.Millisecond)
+	var addrs []net.IP
+	for _, ip := range ips {
+		addrs = append(addrs, net.ParseIP(ip))
+	}
+	id, err := l.ca.Issue(c.NodeName, addrs, time.Now())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := pki.SaveIdentity(c.PKIDir(), id); err != nil {
+		l.t.Fatal(err)
+	}
+	l.cfgs[c.NodeName] = c
 }
 
 func (l *lab) postmasterPID(name string) int {

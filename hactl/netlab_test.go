@@ -3,7 +3,6 @@ package hactl_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +60,7 @@ func newNetLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	l := &lab{t: t, dir: pgtest.Dir(t), ca: ca, cfgs: map[string]hactl.Config{}, procs: map[string]*exec.Cmd{}, pgPort: 5432, ns: map[string]string{}}
-	// Registered after newLab-style cleanup? No: this one runs last, after
-	// the agents are stopped.
+	// Registered first, so it runs last: after the agents are stopped.
 	t.Cleanup(func() {
 		if err := run("down"); err != nil {
 			t.Error(err)
@@ -91,19 +89,11 @@ func newNetLab(t *testing.T) *lab {
 		case "secondary-node":
 			c.Bootstrap = hactl.BootstrapStandby
 		}
-		c.Timers.Sample = hactl.Duration(100 * time.Millisecond)
-		ips := []net.IP{net.ParseIP(netIP[n])}
+		ips := []string{netIP[n]}
 		if hb := netHB[n]; hb != "" {
-			ips = append(ips, net.ParseIP(hb))
+			ips = append(ips, hb)
 		}
-		id, err := ca.Issue(n, ips, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pki.SaveIdentity(c.PKIDir(), id); err != nil {
-			t.Fatal(err)
-		}
-		l.cfgs[n] = c
+		l.member(c, ips...)
 	}
 	t.Cleanup(l.cleanup)
 	return l

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -485,19 +484,7 @@ func TestIsolatedActiveDemotesItself(t *testing.T) {
 		return err
 	})
 	l.waitFor("primary-node", "replication", replicates("primary-node", "secondary-node"))
-	for _, n := range []string{"witness", "secondary-node"} {
-		l.signal(n, syscall.SIGSTOP)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			for _, n := range []string{"witness", "secondary-node"} {
-				l.signal(n, syscall.SIGCONT)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := l.freeze("witness", "secondary-node")
 	l.waitFor("primary-node", "the isolated Active node demotes itself", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() != hapb.NodeRole_NODE_ROLE_ACTIVE && !s.GetLocal().GetHoldsVip() &&
 			s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
@@ -675,15 +662,7 @@ func TestTeardownWithThePeerAway(t *testing.T) {
 	l.start("primary-node")
 	l.start("secondary-node")
 	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	l.signal("secondary-node", syscall.SIGSTOP)
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			l.signal("secondary-node", syscall.SIGCONT)
-		}
-	}
-	t.Cleanup(resume)
+	resume := l.freeze("secondary-node")
 	l.waitFor("primary-node", "primary-node without its peer", func(s *hapb.Snapshot) bool {
 		return !s.GetPeer().GetReachable() && s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE
 	})

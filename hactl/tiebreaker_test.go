@@ -3,7 +3,6 @@ package hactl_test
 import (
 	"net"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -107,15 +106,7 @@ func TestTieBreakerIsolatedActive(t *testing.T) {
 	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
 	addr := tb.addr
 	tb.close()
-	l.signal("secondary-node", syscall.SIGSTOP)
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			l.signal("secondary-node", syscall.SIGCONT)
-		}
-	}
-	t.Cleanup(resume)
+	resume := l.freeze("secondary-node")
 	l.waitFor("primary-node", "the isolated Active node stops writing", func(s *hapb.Snapshot) bool {
 		return !s.GetLocal().GetHoldsVip() && s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY &&
 			hasEvent(s.GetRecentEvents(), "unreachable: stopping writes")
