@@ -23,6 +23,7 @@ import (
 	"github.com/hapair/hapair/hactl"
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/pki"
+	"github.com/hapair/hapair/hactl/view"
 )
 
 // Exit codes, shared with the console's commands.
@@ -242,7 +243,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			return ExitFailure
 		}
 		fmt.Fprintln(stdout, string(b))
-	} else if err := RenderStatus(stdout, snap, time.Now()); err != nil {
+	} else if err := view.RenderStatus(stdout, snap, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "hactl status:", err)
 		return ExitFailure
 	}

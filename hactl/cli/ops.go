@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hapair/hapair/hactl/hapb"
+	"github.com/hapair/hapair/hactl/view"
 )
 
 // agentCall parses the common flags (--config/--socket) of an operation
@@ -130,7 +131,7 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		for _, e := range r.GetEvents() {
-			fmt.Fprintf(stdout, "%s  %-16s %-12s %s\n", e.GetTime().AsTime().Local().Format("2006-01-02 15:04:05"), clean(e.GetNode()), clean(e.GetKind()), clean(e.GetDetail()))
+			fmt.Fprintf(stdout, "%s  %-16s %-12s %s\n", e.GetTime().AsTime().Local().Format("2006-01-02 15:04:05"), view.Clean(e.GetNode()), view.Clean(e.GetKind()), view.Clean(e.GetDetail()))
 		}
 		return nil
 	})

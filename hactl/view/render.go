@@ -1,5 +1,8 @@
-// Package cli holds what the hactl command line prints for an operator.
-package cli
+// Package view turns agent snapshots into what an operator reads: the status
+// report of `hactl status` and the formatting shared by the console and the
+// dashboard (LSNs, sizes, durations, role words). It is pure: no I/O but the
+// writer it is given.
+package view
 
 import (
 	"errors"
@@ -165,10 +168,10 @@ type renderer struct {
 }
 
 func (r *renderer) header(c *hapb.ClusterView) {
-	name := clean(c.GetName())
+	name := Clean(c.GetName())
 	health := HealthWord(c.GetHealth())
 	if c.GetHealth() != hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && c.GetHealthReason() != "" {
-		health += ": " + clean(c.GetHealthReason())
+		health += ": " + Clean(c.GetHealthReason())
 	}
 	switch {
 	case name != "" && health != "":
@@ -186,23 +189,23 @@ func (r *renderer) header(c *hapb.ClusterView) {
 // maintenance, and the heartbeat per link.
 func (r *renderer) cluster(s *hapb.Snapshot) {
 	c := s.GetCluster()
-	if a := clean(c.GetActiveNode()); a != "" {
+	if a := Clean(c.GetActiveNode()); a != "" {
 		r.text(2, 4, fmt.Sprintf("active: %s (epoch %d)", a, c.GetEpoch()))
 	}
 	if v := c.GetVip(); v.GetAddress() != "" {
 		holder := "held by nobody"
-		if h := clean(v.GetHolder()); h != "" {
+		if h := Clean(v.GetHolder()); h != "" {
 			holder = "held by " + h
 			if v.GetSince() != nil {
 				holder += " since " + r.clock(v.GetSince())
 			}
 		}
-		r.text(2, 4, "vip: "+clean(v.GetAddress())+" "+holder)
+		r.text(2, 4, "vip: "+Clean(v.GetAddress())+" "+holder)
 	}
 	if c.GetMaintenance() {
 		r.text(2, 4, "maintenance: on (automatic failover paused)")
 	}
-	if p := clean(c.GetProtection()); p != "" {
+	if p := Clean(c.GetProtection()); p != "" {
 		r.text(2, 4, "protection: "+p)
 	}
 	for _, l := range s.GetLinks() {
@@ -210,7 +213,7 @@ func (r *renderer) cluster(s *hapb.Snapshot) {
 		if l.GetConnected() {
 			state = "connected"
 		}
-		seg := []string{"heartbeat " + clean(l.GetName()) + ": " + state}
+		seg := []string{"heartbeat " + Clean(l.GetName()) + ": " + state}
 		if l.GetRtt() != nil {
 			seg = append(seg, fmt.Sprintf(", rtt %.1f ms", float64(l.GetRtt().AsDuration().Microseconds())/1000))
 		}
@@ -223,7 +226,7 @@ func (r *renderer) cluster(s *hapb.Snapshot) {
 }
 
 func (r *renderer) localBlock(n *hapb.NodeStatus) {
-	name := clean(n.GetName())
+	name := Clean(n.GetName())
 	if name == "" {
 		name = "unnamed"
 	}
@@ -240,14 +243,14 @@ func (r *renderer) peerBlock(p *hapb.PeerView) {
 		r.fields(0, 2, "peer: none configured")
 		return
 	}
-	title := clean(p.GetName()) + " (peer"
+	title := Clean(p.GetName()) + " (peer"
 	if p.GetAgentAddr() != "" {
-		title += ", via " + clean(p.GetAgentAddr())
+		title += ", via " + Clean(p.GetAgentAddr())
 	}
 	title += ")"
 	if !p.GetReachable() {
 		r.fields(0, 2, title)
-		reason := clean(p.GetError())
+		reason := Clean(p.GetError())
 		if reason == "" {
 			reason = "(no reason given)"
 		}
@@ -268,10 +271,10 @@ func (r *renderer) peerBlock(p *hapb.PeerView) {
 // nodeBody writes a node's addresses, agent and database, indented by two.
 func (r *renderer) nodeBody(n *hapb.NodeStatus) {
 	var addrs []string
-	if a := clean(n.GetPublicAddr()); a != "" {
+	if a := Clean(n.GetPublicAddr()); a != "" {
 		addrs = append(addrs, "public "+a)
 	}
-	if a := clean(n.GetHeartbeatAddr()); a != "" {
+	if a := Clean(n.GetHeartbeatAddr()); a != "" {
 		addrs = append(addrs, "heartbeat "+a)
 	}
 	if len(addrs) > 0 {
@@ -279,7 +282,7 @@ func (r *renderer) nodeBody(n *hapb.NodeStatus) {
 	}
 
 	var agent []string
-	if v := clean(n.GetAgentVersion()); v != "" {
+	if v := Clean(n.GetAgentVersion()); v != "" {
 		agent = append(agent, "agent "+v)
 	}
 	if t := n.GetAgentStartedAt(); t != nil {
@@ -310,7 +313,7 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 	if db.GetTimeline() != 0 {
 		segs = append(segs, "timeline "+strconv.FormatUint(uint64(db.GetTimeline()), 10))
 	}
-	if v := clean(db.GetServerVersion()); v != "" {
+	if v := Clean(db.GetServerVersion()); v != "" {
 		segs = append(segs, "PostgreSQL "+v)
 	}
 	if a := listenAddr(db); a != "" {
@@ -333,25 +336,25 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 	}
 
 	if wr := db.GetWalReceiver(); wr != nil {
-		status := clean(wr.GetStatus())
+		status := Clean(wr.GetStatus())
 		if status == "" {
 			status = "?"
 		}
-		from := net.JoinHostPort(orQ(clean(wr.GetSenderHost())), strconv.Itoa(int(wr.GetSenderPort())))
+		from := net.JoinHostPort(orQ(Clean(wr.GetSenderHost())), strconv.Itoa(int(wr.GetSenderPort())))
 		r.fields(2, 4,
 			"receiver: "+status+" from "+from,
-			" slot "+orQ(clean(wr.GetSlotName())),
+			" slot "+orQ(Clean(wr.GetSlotName())),
 			" timeline "+strconv.FormatUint(uint64(wr.GetReceivedTli()), 10),
 			" flushed "+lsn(wr.GetFlushedLsn()))
 	}
 
 	for _, row := range db.GetReplicas() {
-		head := "replica " + orQ(clean(row.GetApplicationName()))
-		if a := clean(row.GetClientAddr()); a != "" {
+		head := "replica " + orQ(Clean(row.GetApplicationName()))
+		if a := Clean(row.GetClientAddr()); a != "" {
 			head += " (" + a + ")"
 		}
-		segs := []string{head + ": " + orQ(clean(row.GetState()))}
-		if s := clean(row.GetSyncState()); s != "" {
+		segs := []string{head + ": " + orQ(Clean(row.GetState()))}
+		if s := Clean(row.GetSyncState()); s != "" {
 			segs = append(segs, s)
 		}
 		segs = append(segs, "lag "+FormatBytes(row.GetLagBytes()), "replay lag "+seconds(row.GetReplayLag()))
@@ -363,7 +366,7 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 			"  replay "+lsn(row.GetReplayLsn()))
 	}
 
-	if e := clean(db.GetError()); e != "" {
+	if e := Clean(db.GetError()); e != "" {
 		r.text(2, 4, "database: error: "+e)
 	}
 }
@@ -390,22 +393,22 @@ func (r *renderer) replication(s *hapb.Snapshot) {
 		if db.GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
 			continue
 		}
-		src := orQ(clean(n.name))
+		src := orQ(Clean(n.name))
 		addr := n.st.GetPublicAddr()
 		if addr == "" {
 			addr = db.GetListenAddr()
 		}
-		if a := clean(addr); a != "" {
+		if a := Clean(addr); a != "" {
 			src += " (" + a + ")"
 		}
 		for _, row := range db.GetReplicas() {
-			dst := "==> " + orQ(clean(row.GetApplicationName()))
-			if a := clean(row.GetClientAddr()); a != "" {
+			dst := "==> " + orQ(Clean(row.GetApplicationName()))
+			if a := Clean(row.GetClientAddr()); a != "" {
 				dst += " (" + a + ")"
 			}
 			segs := []string{"replication: " + src, " " + dst,
-				"  " + orQ(clean(row.GetState())), "  lag " + FormatBytes(row.GetLagBytes())}
-			if ss := clean(row.GetSyncState()); ss != "" {
+				"  " + orQ(Clean(row.GetState())), "  lag " + FormatBytes(row.GetLagBytes())}
+			if ss := Clean(row.GetSyncState()); ss != "" {
 				segs = append(segs, "  "+ss)
 			}
 			r.fields(0, 4, segs...)
@@ -436,7 +439,7 @@ func (r *renderer) systemLine(name string, sys *hapb.SystemStatus) {
 	if sys == nil {
 		return
 	}
-	segs := []string{"system " + orQ(clean(name)) + ":"}
+	segs := []string{"system " + orQ(Clean(name)) + ":"}
 	var parts []string
 	if sys.GetMemTotalBytes() != 0 {
 		parts = append(parts, "mem "+FormatBytes(sys.GetMemAvailableBytes())+"/"+
@@ -445,7 +448,7 @@ func (r *renderer) systemLine(name string, sys *hapb.SystemStatus) {
 	if sys.GetDiskTotalBytes() != 0 {
 		disk := "disk " + FormatBytes(sys.GetDiskFreeBytes()) + "/" +
 			FormatBytes(sys.GetDiskTotalBytes()) + " free"
-		if p := clean(sys.GetDiskPath()); p != "" {
+		if p := Clean(sys.GetDiskPath()); p != "" {
 			disk += " on " + p
 		}
 		parts = append(parts, disk)
@@ -483,8 +486,8 @@ func (r *renderer) events(evs []*hapb.Event) {
 		if e.GetTime() != nil {
 			t = r.clock(e.GetTime())
 		}
-		line := t + " " + orQ(clean(e.GetNode())) + " " + orQ(clean(e.GetKind())) + ":"
-		if d := clean(e.GetDetail()); d != "" {
+		line := t + " " + orQ(Clean(e.GetNode())) + " " + orQ(Clean(e.GetKind())) + ":"
+		if d := Clean(e.GetDetail()); d != "" {
 			line += " " + d
 		}
 		r.text(2, 11, line)
@@ -587,12 +590,12 @@ func wrap(line string, hang int) []string {
 	return out
 }
 
-// clean makes a string from the snapshot safe and plain to print: tabs and
+// Clean makes a string from the snapshot safe and plain to print: tabs and
 // line breaks become spaces, other control characters and every non-ASCII
 // character are escaped (\x1b, \u00e9), and invalid UTF-8 bytes become \xNN.
 // The snapshot's strings may come from the peer over the network; none can
 // move the cursor or change the terminal.
-func clean(s string) string {
+func Clean(s string) string {
 	ok := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f {
@@ -656,7 +659,7 @@ func seconds(d *durationpb.Duration) string {
 }
 
 func listenAddr(db *hapb.DatabaseStatus) string {
-	host := clean(db.GetListenAddr())
+	host := Clean(db.GetListenAddr())
 	switch {
 	case db.GetPort() == 0:
 		return host
