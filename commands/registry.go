@@ -8,6 +8,9 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/hapair/hapair/hactl/hapb"
 )
 
 // Exit codes returned by Dispatch and by Command.Run. Scripts running
@@ -64,7 +67,62 @@ type Env struct {
 	// it on the copy of Env it passes to Run; it is nil otherwise.
 	Flags *flag.FlagSet
 
+	// User is the authenticated name of the session's user.
+	User string
+	// Agent is the node-local HA agent's API (its unix socket). Commands
+	// never reach PostgreSQL or the network themselves: they ask it. Nil
+	// when the console could not dial the agent; a command that needs it
+	// says so and returns ExitNotRunning.
+	Agent hapb.AgentClient
+	// Term is the interactive session's terminal, for questions and
+	// passwords; nil in exec mode ("ssh host command").
+	Term Terminal
+	// Accounts manages the console's users, for passwd; nil when the
+	// console has none to manage.
+	Accounts Accounts
+	// Dashboard opens the full-screen live dashboard on the session's
+	// terminal and returns when the operator leaves it; nil when the
+	// session cannot show one (exec mode without a PTY).
+	Dashboard func(ctx context.Context) error
+	// Logout, when not nil, ends the interactive session once the current
+	// command returns (exit).
+	Logout func()
+	// Color is true when Stdout is a terminal that takes ANSI colour.
+	Color bool
+	// Now is the clock used to render relative times; nil means time.Now.
+	Now func() time.Time
+
 	cmd *Command
+}
+
+// Terminal is the interactive side of a session, as commands see it.
+// Implementations are owned by one session and used by one command at a time.
+type Terminal interface {
+	// ReadLine shows prompt and reads one line with echo, without its
+	// line ending. It returns io.EOF on ^D at an empty line,
+	// ErrInterrupted on ^C, and ctx.Err() when ctx ends first.
+	ReadLine(ctx context.Context, prompt string) (string, error)
+	// ReadPassword is ReadLine without echo.
+	ReadPassword(ctx context.Context, prompt string) (string, error)
+}
+
+// ErrInterrupted is returned by Terminal reads when the operator presses ^C.
+var ErrInterrupted = errors.New("interrupted")
+
+// Accounts is the console's user store, as the passwd command needs it.
+type Accounts interface {
+	// ChangePassword sets user's password to newPassword after checking
+	// oldPassword. It enforces the store's password rules and returns an
+	// error an operator can read when it refuses.
+	ChangePassword(user, oldPassword, newPassword string) error
+}
+
+// Clock returns the time to render with: env.Now() or time.Now().
+func (e *Env) Clock() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }
 
 // IsAdmin reports whether the session has the admin role.
