@@ -266,6 +266,9 @@ func (a *Agent) clusterView(st *cluster.State, local *hapb.NodeStatus, peer *hap
 	}
 	cv.Name, cv.Id, cv.ActiveNode, cv.Epoch = st.Name, st.ID, st.Active, st.Epoch
 	cv.Maintenance, cv.ReplicationMode = st.Maintenance, st.Settings.ReplicationMode
+	if h := st.Handover; h != nil {
+		cv.HandoverTo, cv.HandoverFrom = h.To, h.From
+	}
 	voters := map[string]bool{}
 	if n := a.raftNode(); n != nil {
 		if vs, err := n.Voters(); err == nil {

@@ -1202,8 +1202,13 @@ type ClusterView struct {
 	Maintenance     bool      `protobuf:"varint,10,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
 	ReplicationMode string    `protobuf:"bytes,11,opt,name=replication_mode,json=replicationMode,proto3" json:"replication_mode,omitempty"`
 	Members         []*Member `protobuf:"bytes,12,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// handover_to and handover_from: a planned handover of the Active role is
+	// in progress (recorded in the replicated state, cleared when the target
+	// promotes). Empty when none is pending.
+	HandoverTo    string `protobuf:"bytes,13,opt,name=handover_to,json=handoverTo,proto3" json:"handover_to,omitempty"`
+	HandoverFrom  string `protobuf:"bytes,14,opt,name=handover_from,json=handoverFrom,proto3" json:"handover_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
@@ -1318,6 +1323,20 @@ func (x *ClusterView) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *ClusterView) GetHandoverTo() string {
+	if x != nil {
+		return x.HandoverTo
+	}
+	return ""
+}
+
+func (x *ClusterView) GetHandoverFrom() string {
+	if x != nil {
+		return x.HandoverFrom
+	}
+	return ""
 }
 
 type Member struct {
@@ -2855,7 +2874,7 @@ const file_hactl_proto_rawDesc = "" +
 	"\treachable\x18\x03 \x01(\bR\treachable\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x123\n" +
 	"\x06status\x18\x05 \x01(\v2\x1b.hapair.hactl.v1.NodeStatusR\x06status\x12=\n" +
-	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\"\xa7\x03\n" +
+	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\"\xed\x03\n" +
 	"\vClusterView\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x126\n" +
@@ -2872,7 +2891,10 @@ const file_hactl_proto_rawDesc = "" +
 	"\vmaintenance\x18\n" +
 	" \x01(\bR\vmaintenance\x12)\n" +
 	"\x10replication_mode\x18\v \x01(\tR\x0freplicationMode\x121\n" +
-	"\amembers\x18\f \x03(\v2\x17.hapair.hactl.v1.MemberR\amembers\"\xfd\x01\n" +
+	"\amembers\x18\f \x03(\v2\x17.hapair.hactl.v1.MemberR\amembers\x12\x1f\n" +
+	"\vhandover_to\x18\r \x01(\tR\n" +
+	"handoverTo\x12#\n" +
+	"\rhandover_from\x18\x0e \x01(\tR\fhandoverFrom\"\xfd\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vpublic_addr\x18\x02 \x01(\tR\n" +
