@@ -16,10 +16,11 @@ const maxNameColumn = 24
 
 func (r *Registry) newHelpCommand() *Command {
 	return &Command{
-		Name:    "help",
-		Aliases: []string{"?"},
-		Summary: "List the commands, or explain one (help <command>)",
-		Usage:   "help [command]",
+		Name:     "help",
+		Aliases:  []string{"?"},
+		Operator: true,
+		Summary:  "List the commands, or explain one (help <command>)",
+		Usage:    "help [command]",
 		Help: "Without an argument, lists every command with a one-line summary. " +
 			"With a command name (or any unambiguous prefix of one), shows its usage, " +
 			"description and flags. \"?\" is the same as help, and so is " +
@@ -56,7 +57,7 @@ func (r *Registry) WriteHelp(w io.Writer) {
 		c := r.byName[n]
 		left := strings.Join(append([]string{c.Name}, c.Aliases...), ", ")
 		right := c.Summary
-		if c.Admin {
+		if c.needsAdmin() {
 			right = strings.TrimSpace(right + " (admin)")
 		}
 		rows = append(rows, row{left, right})
@@ -140,7 +141,7 @@ func (r *Registry) writeCommandHelp(w io.Writer, c *Command) {
 			}
 		}
 	}
-	if c.Admin {
+	if c.needsAdmin() {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "This command changes the cluster and needs the admin role.")
 	}

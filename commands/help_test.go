@@ -39,7 +39,6 @@ func TestHelpCommand(t *testing.T) {
 		Name:    "ha_a_really_long_command_name_here",
 		Summary: "A summary long enough that it has to be wrapped onto a second line of the help listing",
 		Help:    long + "\n\n  example: ha_a_really_long_command_name_here --count 3\n",
-		Admin:   true,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Int("count", 1, "how many `times` to do it, a usage string long enough to need wrapping at eighty columns")
 		},

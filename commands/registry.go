@@ -46,7 +46,8 @@ const (
 const (
 	// RoleAdmin may run every command, including destructive ones.
 	RoleAdmin = "admin"
-	// RoleOperator may run every command whose Admin field is false.
+	// RoleOperator may run only the commands marked Operator: those that
+	// read the cluster or concern only the session itself.
 	RoleOperator = "operator"
 )
 
@@ -197,9 +198,14 @@ type Command struct {
 	// are separated by blank lines and wrapped to 80 columns; lines that
 	// start with a space are kept as they are (for examples).
 	Help string
-	// Admin marks a destructive command: Dispatch refuses it, before
-	// parsing anything, unless the session has the admin role.
-	Admin bool
+	// Operator marks a command the operator role may run: one that only
+	// reads the cluster (ha_status, ha_events, dashboard, help) or concerns
+	// only the session and its own user (exit, passwd). Every other
+	// command needs the admin role: Dispatch refuses it, before parsing
+	// anything, unless the session has that role. The default is the safe
+	// one, so a command added later is guarded unless someone decides
+	// otherwise.
+	Operator bool
 	// Flags, when not nil, declares the command's flags on fs. It is
 	// called on a fresh FlagSet for every invocation (and for help and
 	// completion), so it must only declare flags. Run reads the values
@@ -214,6 +220,9 @@ type Command struct {
 	// when ctx is cancelled.
 	Run func(ctx context.Context, env *Env, args []string) int
 }
+
+// needsAdmin reports whether only the admin role may run c.
+func (c *Command) needsAdmin() bool { return !c.Operator }
 
 // flagSet returns a fresh FlagSet with the command's flags declared, writing
 // nothing on its own.
@@ -411,10 +420,10 @@ func withPrefix(list []string, prefix string) []string {
 //     gives ExitUsage; a blank line does nothing and gives ExitOK;
 //   - the first word is resolved with Lookup; failure is written to Stderr
 //     and gives ExitUnknown;
-//   - the role gate: a command with Admin set, run by a session whose Role
-//     is not RoleAdmin, writes "permission denied: <name> needs the admin
-//     role" to Stderr and gives ExitPermission, before its flags are even
-//     parsed. A new destructive command only has to set Admin;
+//   - the role gate: a command without Operator set, run by a session whose
+//     Role is not RoleAdmin, writes "permission denied: <name> needs the
+//     admin role" to Stderr and gives ExitPermission, before its flags are
+//     even parsed. A new command is guarded unless it sets Operator;
 //   - flags are parsed on a fresh FlagSet; "--help" or "-h" prints the
 //     command's help to Stdout and gives ExitOK; a bad flag writes the
 //     error and the usage to Stderr and gives ExitUsage;
@@ -441,7 +450,7 @@ func (r *Registry) Dispatch(ctx context.Context, env *Env, line string) (code in
 		fmt.Fprintln(env.Stderr, err)
 		return ExitUnknown
 	}
-	if c.Admin && !env.IsAdmin() {
+	if c.needsAdmin() && !env.IsAdmin() {
 		fmt.Fprintf(env.Stderr, "permission denied: %s needs the admin role\n", c.Name)
 		return ExitPermission
 	}

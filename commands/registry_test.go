@@ -29,28 +29,29 @@ func testRegistry() (*Registry, *[]call) {
 	}
 	r := NewRegistry()
 	r.Register(&Command{
-		Name:    "ha_status",
-		Summary: "Show the state of both nodes",
-		Help:    "Shows the role, database and VIP state of both nodes.\n\nExit status: 0 healthy, 1 degraded, 2 not running, 3 HA not enabled.",
-		Flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "print JSON for scripts") },
-		Run:     record,
+		Name:     "ha_status",
+		Summary:  "Show the state of both nodes",
+		Help:     "Shows the role, database and VIP state of both nodes.\n\nExit status: 0 healthy, 1 degraded, 2 not running, 3 HA not enabled.",
+		Flags:    func(fs *flag.FlagSet) { fs.Bool("json", false, "print JSON for scripts") },
+		Operator: true,
+		Run:      record,
 	})
 	r.Register(&Command{
 		Name:    "ha_cluster_stop",
 		Summary: "Stop HA on both nodes",
-		Admin:   true,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Bool("json", false, "print JSON for scripts")
 			fs.String("node", "", "stop only this `name`")
 		},
 		Run: record,
 	})
-	r.Register(&Command{Name: "ha_cluster_start", Summary: "Start HA on both nodes", Admin: true, Run: record})
-	r.Register(&Command{Name: "ha_teardown", Summary: "Dissolve the pair", Admin: true, Run: record})
-	r.Register(&Command{Name: "ha", Summary: "Short name that prefixes others", Run: record})
+	r.Register(&Command{Name: "ha_cluster_start", Summary: "Start HA on both nodes", Run: record})
+	r.Register(&Command{Name: "ha_teardown", Summary: "Dissolve the pair", Run: record})
+	r.Register(&Command{Name: "ha", Summary: "Short name that prefixes others", Operator: true, Run: record})
 	r.Register(&Command{
-		Name:    "ha_args",
-		Summary: "Needs exactly one argument",
+		Name:     "ha_args",
+		Summary:  "Needs exactly one argument",
+		Operator: true,
 		Run: func(ctx context.Context, env *Env, args []string) int {
 			if len(args) != 1 {
 				return env.Usagef("expected one node name, got %d", len(args))
@@ -58,8 +59,8 @@ func testRegistry() (*Registry, *[]call) {
 			return ExitOK
 		},
 	})
-	r.Register(&Command{Name: "ha_panic", Summary: "Panics", Run: func(context.Context, *Env, []string) int { panic("boom") }})
-	r.Register(&Command{Name: "ha_degraded", Summary: "Returns degraded", Run: func(context.Context, *Env, []string) int { return ExitDegraded }})
+	r.Register(&Command{Name: "ha_panic", Summary: "Panics", Operator: true, Run: func(context.Context, *Env, []string) int { panic("boom") }})
+	r.Register(&Command{Name: "ha_degraded", Summary: "Returns degraded", Operator: true, Run: func(context.Context, *Env, []string) int { return ExitDegraded }})
 	return r, calls
 }
 
@@ -301,7 +302,7 @@ func TestDispatchFreshFlags(t *testing.T) {
 // Ctrl-C handler can cancel it, and can report ExitAborted.
 func TestDispatchContext(t *testing.T) {
 	r := NewRegistry()
-	r.Register(&Command{Name: "wait", Run: func(ctx context.Context, env *Env, args []string) int {
+	r.Register(&Command{Name: "wait", Operator: true, Run: func(ctx context.Context, env *Env, args []string) int {
 		<-ctx.Done()
 		return ExitAborted
 	}})
@@ -318,5 +319,31 @@ func TestExitCodes(t *testing.T) {
 	want := []int{0, 1, 2, 3, 64, 70, 77, 127, 130}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("exit codes %v, want %v (scripts depend on them)", got, want)
+	}
+}
+
+// TestGateDefaultDeny checks that a command registered without saying who
+// may run it is refused to operators: the gate guards by default.
+func TestGateDefaultDeny(t *testing.T) {
+	r := NewRegistry()
+	ran := 0
+	r.Register(&Command{Name: "ha_new", Summary: "A command added later", Run: func(context.Context, *Env, []string) int {
+		ran++
+		return ExitOK
+	}})
+	for _, role := range []string{RoleOperator, "", "root"} {
+		var stdout, stderr bytes.Buffer
+		code := r.Dispatch(context.Background(), &Env{Stdout: &stdout, Stderr: &stderr, Role: role}, "ha_new")
+		if code != ExitPermission || stderr.String() != "permission denied: ha_new needs the admin role\n" {
+			t.Fatalf("role %q: code %d, stderr %q", role, code, stderr.String())
+		}
+	}
+	var out bytes.Buffer
+	r.WriteHelp(&out)
+	if !strings.Contains(out.String(), "A command added later (admin)") {
+		t.Fatalf("help does not mark the new command (admin):\n%s", out.String())
+	}
+	if code := r.Dispatch(context.Background(), &Env{Stdout: &out, Stderr: &out, Role: RoleAdmin}, "ha_new"); code != ExitOK || ran != 1 {
+		t.Fatalf("admin: code %d, ran %d", code, ran)
 	}
 }
