@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hapair/hapair/hactl"
+	"github.com/hapair/hapair/hactl/hactltest"
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/pg"
 	"github.com/hapair/hapair/hactl/pg/pgtest"
@@ -35,12 +36,12 @@ func hasEvent(evs []*hapb.Event, detail string) bool {
 }
 
 func TestAgentsFormAReplicatingPair(t *testing.T) {
-	l := newLab(t, false)
-	l.start("secondary-node") // the standby waits for the primary to clone from
-	l.start("primary-node")
-	ps := l.waitFor("primary-node", "a healthy pair seen from the primary", healthy)
-	ss := l.waitFor("secondary-node", "a healthy pair seen from the secondary", healthy)
-	pc := l.client("primary-node")
+	l := hactltest.New(t, hactltest.Options{})
+	l.Start("secondary-node") // the standby waits for the primary to clone from
+	l.Start("primary-node")
+	ps := l.WaitFor("primary-node", "a healthy pair seen from the primary", healthy)
+	ss := l.WaitFor("secondary-node", "a healthy pair seen from the secondary", healthy)
+	pc := l.Client("primary-node")
 
 	// The primary's own view, read from PostgreSQL.
 	ldb := ps.GetLocal().GetDatabase()
@@ -59,15 +60,15 @@ func TestAgentsFormAReplicatingPair(t *testing.T) {
 	}
 	// The standby's view: its WAL receiver streams from the primary's port.
 	wr := ss.GetLocal().GetDatabase().GetWalReceiver()
-	if wr.GetStatus() != "streaming" || int(wr.GetSenderPort()) != l.pgPort || wr.GetSenderHost() != labIP["primary-node"] || wr.GetSlotName() != pg.SlotName("secondary-node") {
-		t.Fatalf("standby wal receiver %v: want streaming from %s:%d through %s", wr, labIP["primary-node"], l.pgPort, pg.SlotName("secondary-node"))
+	if wr.GetStatus() != "streaming" || int(wr.GetSenderPort()) != l.PGPort() || wr.GetSenderHost() != l.IP("primary-node") || wr.GetSlotName() != pg.SlotName("secondary-node") {
+		t.Fatalf("standby wal receiver %v: want streaming from %s:%d through %s", wr, l.IP("primary-node"), l.PGPort(), pg.SlotName("secondary-node"))
 	}
 	if ss.GetLocal().GetRole() != hapb.NodeRole_NODE_ROLE_STANDBY {
 		t.Errorf("secondary role %v, want STANDBY", ss.GetLocal().GetRole())
 	}
 	// Heartbeats flow on the configured link.
 	if len(ps.GetLinks()) == 0 {
-		ps = l.waitFor("primary-node", "heartbeat link up", func(s *hapb.Snapshot) bool { return len(s.GetLinks()) > 0 && s.GetLinks()[0].GetConnected() })
+		ps = l.WaitFor("primary-node", "heartbeat link up", func(s *hapb.Snapshot) bool { return len(s.GetLinks()) > 0 && s.GetLinks()[0].GetConnected() })
 	}
 	if lk := ps.GetLinks()[0]; lk.GetName() != "public" {
 		t.Errorf("link %v: want the public link", lk)
@@ -85,7 +86,7 @@ func TestAgentsFormAReplicatingPair(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := first.GetLocal().GetDatabase().GetCurrentLsn()
-		conn, err := l.controller("primary-node").Connect(ctx)
+		conn, err := l.Controller("primary-node").Connect(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,11 +146,11 @@ func TestAgentsFormAReplicatingPair(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		intruder, err := l.ca.Issue("intruder", nil, time.Now())
+		intruder, err := l.CA().Issue("intruder", nil, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := l.cfgs["primary-node"].Self().AgentAddr()
+		addr := l.Config("primary-node").Self().AgentAddr()
 		for _, tc := range []struct {
 			name string
 			id   *pki.Identity

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hapair/hapair/hactl/hactltest"
 	"github.com/hapair/hapair/hactl/hapb"
 )
 
@@ -64,18 +65,18 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 // benchLab starts a pair (and a witness) with primary-node Active and
 // streaming, and a client registering through the VIP every 10 ms.
-func benchLab(b *testing.B, witness bool) (*lab, string, *writer) {
-	l := newLab(b, witness)
+func benchLab(b *testing.B, witness bool) (*hactltest.Lab, string, *writer) {
+	l := hactltest.New(b, hactltest.Options{Witness: witness})
 	names := []string{"primary-node", "secondary-node"}
 	if witness {
 		names = append([]string{"witness"}, names...)
 	}
 	for _, n := range names {
-		l.start(n)
+		l.Start(n)
 	}
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	dsn := l.appUser("primary-node")
-	l.waitFor("primary-node", "streaming", replicates("primary-node", "secondary-node"))
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	dsn := appUser(b, l, "primary-node")
+	l.WaitFor("primary-node", "streaming", hactltest.Replicates("primary-node", "secondary-node"))
 	w := startWriter(dsn)
 	time.Sleep(500 * time.Millisecond)
 	return l, dsn, w
@@ -92,22 +93,22 @@ func BenchmarkPlannedStop(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		active, standby := names[i%2], names[(i+1)%2]
-		c := l.client(active)
+		c := l.Client(active)
 		t0 := time.Now()
-		if _, err := runOp(l.t, stopOp(c)); err != nil {
+		if _, err := hactltest.RunOp(b, stopOp(c)); err != nil {
 			b.Fatalf("stop %s: %v", active, err)
 		}
-		l.waitFor(standby, standby+" Active", func(s *hapb.Snapshot) bool { return s.GetLocal().GetHoldsVip() })
+		l.WaitFor(standby, standby+" Active", func(s *hapb.Snapshot) bool { return s.GetLocal().GetHoldsVip() })
 		time.Sleep(300 * time.Millisecond) // let the client write again
 		outs = append(outs, outage(p.acks(), t0, time.Now()))
-		if _, err := runOp(l.t, startOp(c)); err != nil {
+		if _, err := hactltest.RunOp(b, startOp(c)); err != nil {
 			b.Fatalf("start %s: %v", active, err)
 		}
-		l.waitFor(standby, "replication back", replicates(standby, active))
+		l.WaitFor(standby, "replication back", hactltest.Replicates(standby, active))
 	}
 	b.StopTimer()
 	acked, _ := w.finish()
-	lost := l.lostAcks(dsn, acked)
+	lost := lostAcks(b, l, dsn, acked)
 	b.ReportMetric(float64(percentile(outs, 0.5).Milliseconds()), "unavail-p50-ms")
 	b.ReportMetric(float64(percentile(outs, 1).Milliseconds()), "unavail-max-ms")
 	b.ReportMetric(float64(lost), "lost-acked-writes")
@@ -126,31 +127,31 @@ func BenchmarkActiveLost(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		active, standby := names[i%2], names[(i+1)%2]
 		t0 := time.Now()
-		l.crash(active)
-		l.waitFor(standby, standby+" Active", func(s *hapb.Snapshot) bool { return s.GetLocal().GetHoldsVip() })
+		l.Crash(active)
+		l.WaitFor(standby, standby+" Active", func(s *hapb.Snapshot) bool { return s.GetLocal().GetHoldsVip() })
 		deadline := time.Now().Add(30 * time.Second)
 		for firstAckAfter(p.acks(), t0) < 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		outs = append(outs, firstAckAfter(p.acks(), t0))
-		l.start(active)
-		l.waitFor(active, active+" rejoined", func(s *hapb.Snapshot) bool {
+		l.Start(active)
+		l.WaitFor(active, active+" rejoined", func(s *hapb.Snapshot) bool {
 			return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming"
 		})
-		l.waitFor(standby, "replication back", replicates(standby, active))
+		l.WaitFor(standby, "replication back", hactltest.Replicates(standby, active))
 	}
 	b.StopTimer()
 	acked, _ := w.finish()
-	lost := l.lostAcks(dsn, acked)
+	lost := lostAcks(b, l, dsn, acked)
 	b.ReportMetric(float64(percentile(outs, 0.5).Milliseconds()), "kill-to-write-p50-ms")
 	b.ReportMetric(float64(percentile(outs, 1).Milliseconds()), "kill-to-write-max-ms")
 	b.ReportMetric(float64(lost), "lost-acked-writes")
 }
 
 // lostAcks counts acknowledged registrations missing on the Active node.
-func (l *lab) lostAcks(dsn string, acked []int64) int {
+func lostAcks(tb testing.TB, l *hactltest.Lab, dsn string, acked []int64) int {
 	present := map[int64]bool{}
-	viaVIP(l.t, dsn, func(ctx context.Context, c *pgx.Conn) error {
+	viaVIP(tb, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, "SELECT id FROM registrations")
 		if err != nil {
 			return err

@@ -19,46 +19,24 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hapair/hapair/hactl"
+	"github.com/hapair/hapair/hactl/hactltest"
 	"github.com/hapair/hapair/hactl/hapb"
 )
 
-func activeIs(name string) func(*hapb.Snapshot) bool {
-	return func(s *hapb.Snapshot) bool {
-		return s.GetCluster().GetActiveNode() == name && s.GetCluster().GetVip().GetHolder() == name &&
-			s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY
-	}
-}
-
-func replicates(from, to string) func(*hapb.Snapshot) bool {
-	return func(s *hapb.Snapshot) bool {
-		for _, n := range []*hapb.NodeStatus{s.GetLocal(), s.GetPeer().GetStatus()} {
-			if n.GetName() != from || n.GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
-				continue
-			}
-			for _, r := range n.GetDatabase().GetReplicas() {
-				if r.GetApplicationName() == to && r.GetState() == "streaming" {
-					return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY
-				}
-			}
-		}
-		return false
-	}
-}
-
 // appUser creates an application role (random password) on the primary and
 // returns a DSN that reaches the cluster through the VIP.
-func (l *lab) appUser(primary string) string {
-	l.t.Helper()
+func appUser(t testing.TB, l *hactltest.Lab, primary string) string {
+	t.Helper()
 	buf := make([]byte, 16)
 	if _, err := rand.Read(buf); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	pw := hex.EncodeToString(buf)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := l.controller(primary).Connect(ctx)
+	conn, err := l.Controller(primary).Connect(ctx)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
 	for _, q := range []string{
@@ -68,10 +46,10 @@ func (l *lab) appUser(primary string) string {
 		"GRANT ALL ON accounts, registrations TO app",
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
-			l.t.Fatalf("%s: %v", q, err)
+			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	return fmt.Sprintf("host=%s port=%d user=app password=%s dbname=postgres sslmode=disable connect_timeout=2", labVIP, l.pgPort, pw)
+	return fmt.Sprintf("host=%s port=%d user=app password=%s dbname=postgres sslmode=disable connect_timeout=2", l.VIP(), l.PGPort(), pw)
 }
 
 // viaVIP runs fn on a fresh connection through the VIP, retrying (bounded)
@@ -217,64 +195,64 @@ func startOp(c hapb.AgentClient) func(context.Context) (grpc.ServerStreamingClie
 // turn; data follows the active node) with scenario B's client registering
 // through the VIP all along.
 func TestScenarioA(t *testing.T) {
-	l := newLab(t, false)
-	l.start("primary-node")
-	l.start("secondary-node")
-	l.waitFor("primary-node", "primary-node Active, healthy pair", activeIs("primary-node"))
-	l.waitFor("secondary-node", "secondary-node sees primary-node Active", activeIs("primary-node"))
-	pc, sc := l.client("primary-node"), l.client("secondary-node")
-	dsn := l.appUser("primary-node")
-	if got := serverAddr(t, dsn); got != labIP["primary-node"] {
-		t.Fatalf("the VIP reaches %s, want primary-node (%s)", got, labIP["primary-node"])
+	l := hactltest.New(t, hactltest.Options{})
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active, healthy pair", hactltest.ActiveIs("primary-node"))
+	l.WaitFor("secondary-node", "secondary-node sees primary-node Active", hactltest.ActiveIs("primary-node"))
+	pc, sc := l.Client("primary-node"), l.Client("secondary-node")
+	dsn := appUser(t, l, "primary-node")
+	if got := serverAddr(t, dsn); got != l.IP("primary-node") {
+		t.Fatalf("the VIP reaches %s, want primary-node (%s)", got, l.IP("primary-node"))
 	}
 	w := startWriter(dsn)
 
 	// 2. Stop the primary: it hands over; the secondary is Active.
-	lines, err := runOp(t, stopOp(pc))
+	lines, err := hactltest.RunOp(t, stopOp(pc))
 	if err != nil {
 		t.Fatalf("ClusterStop on primary-node: %v", err)
 	}
-	for _, want := range []string{"Stopping cluster services on primary-node", "Handing over to secondary-node", "VIP " + labVIP + " released", "has received all WAL", "secondary-node is Active"} {
+	for _, want := range []string{"Stopping cluster services on primary-node", "Handing over to secondary-node", "VIP " + l.VIP() + " released", "has received all WAL", "secondary-node is Active"} {
 		if !hasLine(lines, want) {
 			t.Errorf("progress %q lacks %q", lines, want)
 		}
 	}
-	s := l.waitFor("secondary-node", "secondary-node Active after the stop", func(s *hapb.Snapshot) bool {
+	s := l.WaitFor("secondary-node", "secondary-node Active after the stop", func(s *hapb.Snapshot) bool {
 		return s.GetCluster().GetActiveNode() == "secondary-node" && s.GetLocal().GetHoldsVip() && role(s) == hapb.NodeRole_NODE_ROLE_ACTIVE
 	})
 	if s.GetCluster().GetHealth() != hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED {
 		t.Errorf("health with primary-node stopped: %v, want degraded", s.GetCluster().GetHealth())
 	}
-	l.waitFor("primary-node", "primary-node stopped", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "primary-node stopped", func(s *hapb.Snapshot) bool {
 		return role(s) == hapb.NodeRole_NODE_ROLE_STOPPED && !s.GetLocal().GetHoldsVip() &&
 			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STOPPED &&
 			s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_NOT_RUNNING
 	})
-	if got := serverAddr(t, dsn); got != labIP["secondary-node"] {
+	if got := serverAddr(t, dsn); got != l.IP("secondary-node") {
 		t.Fatalf("after the stop the VIP reaches %s, want secondary-node", got)
 	}
 
 	// 3. Start the primary: it rejoins as Standby; replication is reversed.
-	if _, err := runOp(t, startOp(pc)); err != nil {
+	if _, err := hactltest.RunOp(t, startOp(pc)); err != nil {
 		t.Fatalf("ClusterStart on primary-node: %v", err)
 	}
-	l.waitFor("secondary-node", "replication secondary-node ==> primary-node", replicates("secondary-node", "primary-node"))
-	l.waitFor("primary-node", "primary-node Standby", func(s *hapb.Snapshot) bool { return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY })
+	l.WaitFor("secondary-node", "replication secondary-node ==> primary-node", hactltest.Replicates("secondary-node", "primary-node"))
+	l.WaitFor("primary-node", "primary-node Standby", func(s *hapb.Snapshot) bool { return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY })
 
 	// 4. A new account TEST through the VIP lands on the secondary.
 	var landed string
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, "INSERT INTO accounts VALUES ('TEST') RETURNING host(inet_server_addr())").Scan(&landed)
 	})
-	if landed != labIP["secondary-node"] {
+	if landed != l.IP("secondary-node") {
 		t.Fatalf("TEST landed on %s, want secondary-node", landed)
 	}
 
 	// 5. Stop the secondary: the primary is Active again and has TEST.
-	if _, err := runOp(t, stopOp(sc)); err != nil {
+	if _, err := hactltest.RunOp(t, stopOp(sc)); err != nil {
 		t.Fatalf("ClusterStop on secondary-node: %v", err)
 	}
-	l.waitFor("primary-node", "primary-node Active again", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "primary-node Active again", func(s *hapb.Snapshot) bool {
 		return s.GetCluster().GetActiveNode() == "primary-node" && s.GetLocal().GetHoldsVip()
 	})
 	var n int
@@ -282,16 +260,16 @@ func TestScenarioA(t *testing.T) {
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, "SELECT count(*), host(inet_server_addr()) FROM accounts WHERE name = 'TEST'").Scan(&n, &at)
 	})
-	if n != 1 || at != labIP["primary-node"] {
+	if n != 1 || at != l.IP("primary-node") {
 		t.Fatalf("through the VIP: %d TEST rows on %s, want 1 on primary-node", n, at)
 	}
 
 	// 6. Start the secondary: replication primary ==> secondary again.
-	if _, err := runOp(t, startOp(sc)); err != nil {
+	if _, err := hactltest.RunOp(t, startOp(sc)); err != nil {
 		t.Fatalf("ClusterStart on secondary-node: %v", err)
 	}
-	l.waitFor("primary-node", "replication primary-node ==> secondary-node", replicates("primary-node", "secondary-node"))
-	l.waitFor("secondary-node", "secondary-node Standby", func(s *hapb.Snapshot) bool { return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY })
+	l.WaitFor("primary-node", "replication primary-node ==> secondary-node", hactltest.Replicates("primary-node", "secondary-node"))
+	l.WaitFor("secondary-node", "secondary-node Standby", func(s *hapb.Snapshot) bool { return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY })
 
 	// B. Every acknowledged registration is on the Active node.
 	acked, gaps := w.finish()
@@ -337,25 +315,25 @@ func TestScenarioA(t *testing.T) {
 // with a witness present: the standby takes over; the old one rejoins as
 // Standby when it comes back.
 func TestScenarioD(t *testing.T) {
-	l := newLab(t, true)
+	l := hactltest.New(t, hactltest.Options{Witness: true})
 	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
-		l.start(n)
+		l.Start(n)
 	}
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	l.waitFor("witness", "the witness sees a leader", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	l.WaitFor("witness", "the witness sees a leader", func(s *hapb.Snapshot) bool {
 		return role(s) == hapb.NodeRole_NODE_ROLE_WITNESS && s.GetLocal().GetLeader() == "primary-node"
 	})
-	dsn := l.appUser("primary-node")
+	dsn := appUser(t, l, "primary-node")
 	var before int
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('BEFORE')")
 		return err
 	})
-	l.waitFor("secondary-node", "secondary-node caught up", replicates("primary-node", "secondary-node"))
+	l.WaitFor("secondary-node", "secondary-node caught up", hactltest.Replicates("primary-node", "secondary-node"))
 
 	start := time.Now()
-	l.crash("primary-node")
-	s := l.waitFor("secondary-node", "secondary-node takes over", func(s *hapb.Snapshot) bool {
+	l.Crash("primary-node")
+	s := l.WaitFor("secondary-node", "secondary-node takes over", func(s *hapb.Snapshot) bool {
 		return s.GetCluster().GetActiveNode() == "secondary-node" && s.GetLocal().GetHoldsVip() &&
 			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
 	})
@@ -367,54 +345,54 @@ func TestScenarioD(t *testing.T) {
 		t.Fatalf("the new Active node has %d BEFORE rows, want 1", before)
 	}
 
-	l.start("primary-node")
-	l.waitFor("primary-node", "primary-node rejoins as Standby", func(s *hapb.Snapshot) bool {
+	l.Start("primary-node")
+	l.WaitFor("primary-node", "primary-node rejoins as Standby", func(s *hapb.Snapshot) bool {
 		wr := s.GetLocal().GetDatabase().GetWalReceiver()
 		return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY && wr.GetStatus() == "streaming" && !s.GetLocal().GetHoldsVip()
 	})
-	l.waitFor("secondary-node", "replication secondary-node ==> primary-node", replicates("secondary-node", "primary-node"))
+	l.WaitFor("secondary-node", "replication secondary-node ==> primary-node", hactltest.Replicates("secondary-node", "primary-node"))
 }
 
 // TestScenarioC tears the cluster down from the Active node, after a
 // switchover and a maintenance round trip.
 func TestScenarioC(t *testing.T) {
-	l := newLab(t, false)
-	l.start("primary-node")
-	l.start("secondary-node")
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	pc, sc := l.client("primary-node"), l.client("secondary-node")
-	dsn := l.appUser("primary-node")
-	l.waitFor("primary-node", "pair streaming", replicates("primary-node", "secondary-node"))
+	l := hactltest.New(t, hactltest.Options{})
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	pc, sc := l.Client("primary-node"), l.Client("secondary-node")
+	dsn := appUser(t, l, "primary-node")
+	l.WaitFor("primary-node", "pair streaming", hactltest.Replicates("primary-node", "secondary-node"))
 
 	t.Run("maintenance is shown and replicated", func(t *testing.T) {
 		if _, err := sc.SetMaintenance(context.Background(), &hapb.SetMaintenanceRequest{Enabled: true}); err != nil {
 			t.Fatal(err)
 		}
-		l.waitFor("primary-node", "maintenance on", func(s *hapb.Snapshot) bool {
+		l.WaitFor("primary-node", "maintenance on", func(s *hapb.Snapshot) bool {
 			return s.GetCluster().GetMaintenance() && strings.Contains(s.GetCluster().GetHealthReason(), "maintenance")
 		})
 		if _, err := pc.SetMaintenance(context.Background(), &hapb.SetMaintenanceRequest{Enabled: false}); err != nil {
 			t.Fatal(err)
 		}
-		l.waitFor("secondary-node", "maintenance off", func(s *hapb.Snapshot) bool { return !s.GetCluster().GetMaintenance() })
+		l.WaitFor("secondary-node", "maintenance off", func(s *hapb.Snapshot) bool { return !s.GetCluster().GetMaintenance() })
 	})
 
 	t.Run("switchover and back", func(t *testing.T) {
-		_, err := runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+		_, err := hactltest.RunOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
 			return sc.Switchover(ctx, &hapb.SwitchoverRequest{})
 		})
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Errorf("switchover on the standby: %v, want FailedPrecondition", err)
 		}
 		for _, from := range []hapb.AgentClient{pc, sc} {
-			if _, err := runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+			if _, err := hactltest.RunOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
 				return from.Switchover(ctx, &hapb.SwitchoverRequest{})
 			}); err != nil {
 				t.Fatalf("switchover: %v", err)
 			}
 		}
-		l.waitFor("primary-node", "primary-node Active after two switchovers", activeIs("primary-node"))
-		l.waitFor("primary-node", "replication primary ==> secondary", replicates("primary-node", "secondary-node"))
+		l.WaitFor("primary-node", "primary-node Active after two switchovers", hactltest.ActiveIs("primary-node"))
+		l.WaitFor("primary-node", "replication primary ==> secondary", hactltest.Replicates("primary-node", "secondary-node"))
 	})
 
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
@@ -422,7 +400,7 @@ func TestScenarioC(t *testing.T) {
 		return err
 	})
 	teardown := func(c hapb.AgentClient, confirm bool) ([]string, error) {
-		return runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+		return hactltest.RunOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
 			return c.Teardown(ctx, &hapb.TeardownRequest{Confirm: confirm})
 		})
 	}
@@ -439,7 +417,7 @@ func TestScenarioC(t *testing.T) {
 	if !hasLine(lines, "The HA cluster has been destroyed. This server is now in stand-alone mode.") {
 		t.Errorf("teardown progress %q", lines)
 	}
-	p := l.waitFor("primary-node", "primary-node stand-alone", func(s *hapb.Snapshot) bool {
+	p := l.WaitFor("primary-node", "primary-node stand-alone", func(s *hapb.Snapshot) bool {
 		return role(s) == hapb.NodeRole_NODE_ROLE_STANDALONE && !s.GetLocal().GetHoldsVip() &&
 			s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_NOT_ENABLED
 	})
@@ -447,7 +425,7 @@ func TestScenarioC(t *testing.T) {
 		t.Fatalf("stand-alone database %v, want a running primary", p.GetLocal().GetDatabase().GetRole())
 	}
 	// Its data, on its own address (the VIP is gone).
-	ownDSN := strings.Replace(dsn, "host="+labVIP, "host="+labIP["primary-node"], 1)
+	ownDSN := strings.Replace(dsn, "host="+l.VIP(), "host="+l.IP("primary-node"), 1)
 	var n int
 	viaVIP(t, ownDSN, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, "SELECT count(*) FROM accounts WHERE name = 'KEEP'").Scan(&n)
@@ -455,14 +433,14 @@ func TestScenarioC(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("stand-alone node has %d KEEP rows, want 1", n)
 	}
-	l.waitFor("secondary-node", "secondary-node deactivated", func(s *hapb.Snapshot) bool {
+	l.WaitFor("secondary-node", "secondary-node deactivated", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetDeactivated() && s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STOPPED
 	})
-	_, err = runOp(t, startOp(sc))
+	_, err = hactltest.RunOp(t, startOp(sc))
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "deployment") {
 		t.Fatalf("ClusterStart on the deactivated node: %v, want a refusal naming a new deployment", err)
 	}
-	_, err = runOp(t, stopOp(pc))
+	_, err = hactltest.RunOp(t, stopOp(pc))
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "HA is not enabled") {
 		t.Fatalf("ClusterStop on the stand-alone node: %v, want HA is not enabled", err)
 	}
@@ -473,25 +451,25 @@ func TestScenarioC(t *testing.T) {
 // writing by itself. When the others come back, the cluster has an Active
 // node again and no write was lost.
 func TestIsolatedActiveDemotesItself(t *testing.T) {
-	l := newLab(t, true)
+	l := hactltest.New(t, hactltest.Options{Witness: true})
 	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
-		l.start(n)
+		l.Start(n)
 	}
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	dsn := l.appUser("primary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	dsn := appUser(t, l, "primary-node")
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('BEFORE')")
 		return err
 	})
-	l.waitFor("primary-node", "replication", replicates("primary-node", "secondary-node"))
-	resume := l.freeze("witness", "secondary-node")
-	l.waitFor("primary-node", "the isolated Active node demotes itself", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	resume := l.Freeze("witness", "secondary-node")
+	l.WaitFor("primary-node", "the isolated Active node demotes itself", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() != hapb.NodeRole_NODE_ROLE_ACTIVE && !s.GetLocal().GetHoldsVip() &&
 			s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
 	})
 	resume()
 	var active string
-	l.waitFor("secondary-node", "an Active node again", func(s *hapb.Snapshot) bool {
+	l.WaitFor("secondary-node", "an Active node again", func(s *hapb.Snapshot) bool {
 		active = s.GetCluster().GetActiveNode()
 		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && s.GetCluster().GetVip().GetHolder() == active
 	})
@@ -509,19 +487,19 @@ func TestIsolatedActiveDemotesItself(t *testing.T) {
 // serving (nobody else can be elected without it); the standby rejoins when
 // it comes back.
 func TestStandbyLostTwoNodes(t *testing.T) {
-	l := newLab(t, false)
-	l.start("primary-node")
-	l.start("secondary-node")
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	dsn := l.appUser("primary-node")
-	l.waitFor("primary-node", "replication", replicates("primary-node", "secondary-node"))
-	l.crash("secondary-node")
-	l.waitFor("primary-node", "primary-node serving alone, degraded", func(s *hapb.Snapshot) bool {
+	l := hactltest.New(t, hactltest.Options{})
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	dsn := appUser(t, l, "primary-node")
+	l.WaitFor("primary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	l.Crash("secondary-node")
+	l.WaitFor("primary-node", "primary-node serving alone, degraded", func(s *hapb.Snapshot) bool {
 		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_DEGRADED && s.GetLocal().GetRaftState() != "Leader"
 	})
 	// Still Active, still holding the VIP, still writable, a while later.
 	time.Sleep(2 * time.Second)
-	s := l.waitFor("primary-node", "primary-node still Active", func(s *hapb.Snapshot) bool {
+	s := l.WaitFor("primary-node", "primary-node still Active", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE && s.GetLocal().GetHoldsVip()
 	})
 	if s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY {
@@ -531,9 +509,9 @@ func TestStandbyLostTwoNodes(t *testing.T) {
 		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('ALONE')")
 		return err
 	})
-	l.start("secondary-node")
-	l.waitFor("primary-node", "the pair healthy again", func(s *hapb.Snapshot) bool {
-		return activeIs("primary-node")(s) && replicates("primary-node", "secondary-node")(s)
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "the pair healthy again", func(s *hapb.Snapshot) bool {
+		return hactltest.ActiveIs("primary-node")(s) && hactltest.Replicates("primary-node", "secondary-node")(s)
 	})
 }
 
@@ -542,25 +520,25 @@ func TestStandbyLostTwoNodes(t *testing.T) {
 // Active node still answers heartbeats). When the old node comes back it
 // sees the later epoch in the heartbeats and rejoins as Standby.
 func TestForcedTakeoverTwoNodes(t *testing.T) {
-	l := newLab(t, false)
-	l.start("primary-node")
-	l.start("secondary-node")
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	dsn := l.appUser("primary-node")
+	l := hactltest.New(t, hactltest.Options{})
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	dsn := appUser(t, l, "primary-node")
 	viaVIP(t, dsn, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "INSERT INTO accounts VALUES ('BEFORE')")
 		return err
 	})
-	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
-	sc := l.client("secondary-node")
+	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	sc := l.Client("secondary-node")
 	force := func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
 		return sc.Switchover(ctx, &hapb.SwitchoverRequest{Force: true})
 	}
-	if _, err := runOp(t, force); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "answers heartbeats") {
+	if _, err := hactltest.RunOp(t, force); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "answers heartbeats") {
 		t.Fatalf("forced takeover while the Active node is alive: %v, want a refusal", err)
 	}
-	l.crash("primary-node")
-	l.waitFor("secondary-node", "heartbeats lost on every link", func(s *hapb.Snapshot) bool {
+	l.Crash("primary-node")
+	l.WaitFor("secondary-node", "heartbeats lost on every link", func(s *hapb.Snapshot) bool {
 		for _, lk := range s.GetLinks() {
 			if lk.GetConnected() {
 				return false
@@ -569,17 +547,17 @@ func TestForcedTakeoverTwoNodes(t *testing.T) {
 		return len(s.GetLinks()) > 0
 	})
 	// No automatic promotion without a third vote.
-	if s := l.waitFor("secondary-node", "still standby", func(*hapb.Snapshot) bool { return true }); s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_STANDBY {
+	if s := l.WaitFor("secondary-node", "still standby", func(*hapb.Snapshot) bool { return true }); s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_STANDBY {
 		t.Fatalf("the standby promoted by itself: %v", s.GetLocal().GetDatabase().GetRole())
 	}
-	lines, err := runOp(t, force)
+	lines, err := hactltest.RunOp(t, force)
 	if err != nil {
 		t.Fatalf("forced takeover: %v", err)
 	}
 	if !hasLine(lines, "secondary-node is Active") {
 		t.Errorf("progress %q", lines)
 	}
-	l.waitFor("secondary-node", "secondary-node Active with the VIP", func(s *hapb.Snapshot) bool {
+	l.WaitFor("secondary-node", "secondary-node Active with the VIP", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE && s.GetLocal().GetHoldsVip()
 	})
 	var n int
@@ -589,11 +567,11 @@ func TestForcedTakeoverTwoNodes(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d BEFORE rows on the new Active node, want 1", n)
 	}
-	l.start("primary-node")
-	l.waitFor("primary-node", "the old node rejoins as Standby", func(s *hapb.Snapshot) bool {
+	l.Start("primary-node")
+	l.WaitFor("primary-node", "the old node rejoins as Standby", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming" && !s.GetLocal().GetHoldsVip()
 	})
-	l.waitFor("secondary-node", "replication secondary ==> primary", replicates("secondary-node", "primary-node"))
+	l.WaitFor("secondary-node", "replication secondary ==> primary", hactltest.Replicates("secondary-node", "primary-node"))
 }
 
 // TestSyncReplicationDegrades: in sync mode the Active node names its peer
@@ -601,13 +579,13 @@ func TestForcedTakeoverTwoNodes(t *testing.T) {
 // after sync_degrade_wait (replication degraded to async, with an event),
 // and sync comes back with the standby.
 func TestSyncReplicationDegrades(t *testing.T) {
-	l := newLab(t, true)
+	l := hactltest.New(t, hactltest.Options{Witness: true})
 	for _, n := range []string{"primary-node", "secondary-node", "witness"} {
-		c := l.cfgs[n]
+		c := l.Config(n)
 		c.ReplicationMode = "sync"
 		c.Timers.SyncDegradeWait = hactl.Duration(2 * time.Second)
-		l.cfgs[n] = c
-		l.start(n)
+		l.SetConfig(n, c)
+		l.Start(n)
 	}
 	syncTo := func(from, to string) func(*hapb.Snapshot) bool {
 		return func(s *hapb.Snapshot) bool {
@@ -623,9 +601,9 @@ func TestSyncReplicationDegrades(t *testing.T) {
 			return false
 		}
 	}
-	l.waitFor("primary-node", "synchronous replication to secondary-node", syncTo("primary-node", "secondary-node"))
-	dsn := l.appUser("primary-node")
-	l.crash("secondary-node")
+	l.WaitFor("primary-node", "synchronous replication to secondary-node", syncTo("primary-node", "secondary-node"))
+	dsn := appUser(t, l, "primary-node")
+	l.Crash("secondary-node")
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -647,27 +625,27 @@ func TestSyncReplicationDegrades(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("the write never completed: replication did not degrade to async")
 	}
-	l.waitFor("primary-node", "degraded to async", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "degraded to async", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetDatabase().GetSynchronousStandbyNames() == "" && hasEvent(s.GetRecentEvents(), "degraded to async")
 	})
-	l.start("secondary-node")
-	l.waitFor("primary-node", "synchronous replication restored", syncTo("primary-node", "secondary-node"))
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "synchronous replication restored", syncTo("primary-node", "secondary-node"))
 }
 
 // TestTeardownWithThePeerAway tears a pair down while the standby cannot be
 // reached: the Active node goes stand-alone at once; the standby, when it
 // is back, learns it from the other's status and deactivates.
 func TestTeardownWithThePeerAway(t *testing.T) {
-	l := newLab(t, false)
-	l.start("primary-node")
-	l.start("secondary-node")
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	resume := l.freeze("secondary-node")
-	l.waitFor("primary-node", "primary-node without its peer", func(s *hapb.Snapshot) bool {
+	l := hactltest.New(t, hactltest.Options{})
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	resume := l.Freeze("secondary-node")
+	l.WaitFor("primary-node", "primary-node without its peer", func(s *hapb.Snapshot) bool {
 		return !s.GetPeer().GetReachable() && s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE
 	})
-	lines, err := runOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
-		return l.client("primary-node").Teardown(ctx, &hapb.TeardownRequest{Confirm: true})
+	lines, err := hactltest.RunOp(t, func(ctx context.Context) (grpc.ServerStreamingClient[hapb.Progress], error) {
+		return l.Client("primary-node").Teardown(ctx, &hapb.TeardownRequest{Confirm: true})
 	})
 	if err != nil {
 		t.Fatalf("teardown with the peer away: %v", err)
@@ -675,13 +653,15 @@ func TestTeardownWithThePeerAway(t *testing.T) {
 	if !hasLine(lines, "they will deactivate when they learn") || !hasLine(lines, "stand-alone mode") {
 		t.Errorf("teardown progress %q", lines)
 	}
-	l.waitFor("primary-node", "primary-node stand-alone", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "primary-node stand-alone", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDALONE &&
 			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
 	})
 	resume()
-	l.waitFor("secondary-node", "secondary-node deactivated when it learns", func(s *hapb.Snapshot) bool {
+	l.WaitFor("secondary-node", "secondary-node deactivated when it learns", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetDeactivated() && s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STOPPED &&
 			s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_NOT_ENABLED
 	})
 }
+
+func role(s *hapb.Snapshot) hapb.NodeRole { return s.GetLocal().GetRole() }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/hactl"
+	"github.com/hapair/hapair/hactl/hactltest"
 	"github.com/hapair/hapair/hactl/hapb"
 )
 
@@ -59,11 +60,12 @@ func (tb *tieBreaker) close() {
 	tb.wg.Wait()
 }
 
-func withTieBreaker(l *lab, addr string) {
-	for n, c := range l.cfgs {
+func withTieBreaker(l *hactltest.Lab, addr string) {
+	for _, n := range l.Names() {
+		c := l.Config(n)
 		c.TieBreaker = addr
 		c.Timers.FailoverTimeout = hactl.Duration(3 * time.Second)
-		l.cfgs[n] = c
+		l.SetConfig(n, c)
 	}
 }
 
@@ -71,49 +73,49 @@ func withTieBreaker(l *lab, addr string) {
 // the standby, its peer silent on every link and the tie-breaker reachable,
 // takes over by itself; the old node rejoins as Standby.
 func TestTieBreakerFailover(t *testing.T) {
-	l := newLab(t, false)
+	l := hactltest.New(t, hactltest.Options{})
 	tb := newTieBreaker(t)
 	withTieBreaker(l, tb.addr)
-	l.start("primary-node")
-	l.start("secondary-node")
-	s := l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	s := l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
 	if want := "two nodes, no witness: split-brain protection relies on the tie-breaker " + tb.addr; s.GetCluster().GetProtection() != want {
 		t.Errorf("protection %q, want %q", s.GetCluster().GetProtection(), want)
 	}
-	dsn := l.appUser("primary-node")
-	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
-	l.crash("primary-node")
-	l.waitFor("secondary-node", "secondary-node takes over through the tie-breaker", func(s *hapb.Snapshot) bool {
+	dsn := appUser(t, l, "primary-node")
+	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	l.Crash("primary-node")
+	l.WaitFor("secondary-node", "secondary-node takes over through the tie-breaker", func(s *hapb.Snapshot) bool {
 		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_ACTIVE && s.GetLocal().GetHoldsVip() && hasEvent(s.GetRecentEvents(), "tie-breaker "+tb.addr+" reachable")
 	})
-	if got := serverAddr(t, dsn); got != labIP["secondary-node"] {
+	if got := serverAddr(t, dsn); got != l.IP("secondary-node") {
 		t.Fatalf("the VIP reaches %s, want secondary-node", got)
 	}
-	l.start("primary-node")
-	l.waitFor("secondary-node", "the old node rejoins as Standby", replicates("secondary-node", "primary-node"))
+	l.Start("primary-node")
+	l.WaitFor("secondary-node", "the old node rejoins as Standby", hactltest.Replicates("secondary-node", "primary-node"))
 }
 
 // TestTieBreakerIsolatedActive: the Active node loses its peer on every link
 // (frozen) and cannot reach the tie-breaker: it stops writing and releases
 // the VIP. When the peer and the tie-breaker are back, so is an Active node.
 func TestTieBreakerIsolatedActive(t *testing.T) {
-	l := newLab(t, false)
+	l := hactltest.New(t, hactltest.Options{})
 	tb := newTieBreaker(t)
 	withTieBreaker(l, tb.addr)
-	l.start("primary-node")
-	l.start("secondary-node")
-	l.waitFor("primary-node", "primary-node Active", activeIs("primary-node"))
-	l.waitFor("secondary-node", "replication", replicates("primary-node", "secondary-node"))
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
 	addr := tb.addr
 	tb.close()
-	resume := l.freeze("secondary-node")
-	l.waitFor("primary-node", "the isolated Active node stops writing", func(s *hapb.Snapshot) bool {
+	resume := l.Freeze("secondary-node")
+	l.WaitFor("primary-node", "the isolated Active node stops writing", func(s *hapb.Snapshot) bool {
 		return !s.GetLocal().GetHoldsVip() && s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY &&
 			hasEvent(s.GetRecentEvents(), "unreachable: stopping writes")
 	})
 	tb.open(t, addr)
 	resume()
-	l.waitFor("primary-node", "an Active node again", func(s *hapb.Snapshot) bool {
+	l.WaitFor("primary-node", "an Active node again", func(s *hapb.Snapshot) bool {
 		a := s.GetCluster().GetActiveNode()
 		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && s.GetCluster().GetVip().GetHolder() == a
 	})
