@@ -1,0 +1,248 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"sync"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+)
+
+// ackFallback bounds how long the full-screen program's input waits for the
+// model to have handled the previous keystroke.
+const ackFallback = 200 * time.Millisecond
+
+// teaInput is the full-screen program's view of the session's input queue.
+// It hands out one keystroke per Read and the next one only once the model
+// has handled the previous (and the command its Update returned for it has
+// run), so when the model leaves, the keystrokes typed after the leaving
+// key are still queued for the ">>" prompt. Once closed, Read returns io.EOF
+// at once and without taking anything: bubbletea v1 reads a custom input
+// through a cancelreader that cannot interrupt a Read, so a Read that
+// blocked past the end must not consume the next bytes.
+type teaInput struct {
+	q *inputQueue
+
+	closed   chan struct{}
+	once     sync.Once
+	isClosed bool // guarded by q.mu
+
+	mu      sync.Mutex
+	pending bool
+	acked   chan struct{}
+}
+
+func newTeaInput(q *inputQueue) *teaInput {
+	return &teaInput{q: q, closed: make(chan struct{}), acked: make(chan struct{}, 1)}
+}
+
+func (t *teaInput) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !t.waitAck() {
+		return 0, io.EOF
+	}
+	ok, _ := t.q.wait(context.Background(), t.closed)
+	if !ok {
+		return 0, io.EOF
+	}
+	// q.mu is held: close cannot slip in between the check and the take.
+	if t.isClosed {
+		t.q.mu.Unlock()
+		return 0, io.EOF
+	}
+	tok := t.q.nextToken()
+	n := copy(p, tok)
+	t.mu.Lock()
+	t.pending = true
+	t.mu.Unlock()
+	return n, nil
+}
+
+// waitAck waits until the previous keystroke was handled (or ackFallback
+// passed); false when the input was closed meanwhile.
+func (t *teaInput) waitAck() bool {
+	t.mu.Lock()
+	pending := t.pending
+	t.mu.Unlock()
+	if !pending {
+		return true
+	}
+	timer := time.NewTimer(ackFallback)
+	defer timer.Stop()
+	select {
+	case <-t.acked:
+	case <-timer.C:
+	case <-t.closed:
+		return false
+	}
+	t.mu.Lock()
+	t.pending = false
+	t.mu.Unlock()
+	return true
+}
+
+func (t *teaInput) ack() {
+	select {
+	case t.acked <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the input: pending and future Reads return io.EOF.
+func (t *teaInput) close() {
+	t.once.Do(func() {
+		t.q.mu.Lock()
+		t.isClosed = true
+		t.q.mu.Unlock()
+		close(t.closed)
+	})
+}
+
+// keyResult carries the message of the command a keystroke's Update returned.
+type keyResult struct{ msg tea.Msg }
+
+// leaveModel wraps the dashboard model: it sizes it, acknowledges each
+// keystroke to teaInput once handled, and on the leave message (or
+// tea.Quit) closes the input first and then quits.
+type leaveModel struct {
+	inner   tea.Model
+	in      *teaInput
+	isLeave func(tea.Msg) bool
+	size    tea.WindowSizeMsg
+	left    bool
+}
+
+func (m *leaveModel) Init() tea.Cmd {
+	size := m.size
+	return tea.Batch(m.inner.Init(), func() tea.Msg { return size })
+}
+
+func (m *leaveModel) leave() (tea.Model, tea.Cmd) {
+	m.left = true
+	m.in.close()
+	return m, tea.Quit
+}
+
+func isTeaInternal(msg tea.Msg) bool {
+	t := reflect.TypeOf(msg)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t != nil && t.PkgPath() == "github.com/charmbracelet/bubbletea"
+}
+
+func (m *leaveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if m.left {
+		return m, nil
+	}
+	fromKey := false
+	switch x := msg.(type) {
+	case keyResult:
+		defer m.in.ack()
+		msg = x.msg
+		if msg == nil {
+			return m, nil
+		}
+		if _, quit := msg.(tea.QuitMsg); quit || m.isLeave(msg) {
+			return m.leave()
+		}
+		if isTeaInternal(msg) { // batches, sequences, screen commands: back to the loop
+			return m, func() tea.Msg { return msg }
+		}
+	case tea.KeyMsg, tea.MouseMsg:
+		fromKey = true
+	}
+	if m.isLeave(msg) {
+		return m.leave()
+	}
+	var cmd tea.Cmd
+	m.inner, cmd = m.inner.Update(msg)
+	if !fromKey {
+		return m, cmd
+	}
+	if cmd == nil {
+		m.in.ack()
+		return m, nil
+	}
+	return m, func() tea.Msg { return keyResult{cmd()} }
+}
+
+func (m *leaveModel) View() string {
+	if m.left {
+		return ""
+	}
+	return m.inner.View()
+}
+
+// termEnviron is the session's terminal as termenv sees it.
+type termEnviron struct{ term string }
+
+func (e termEnviron) Environ() []string { return []string{"TERM=" + e.term} }
+func (e termEnviron) Getenv(k string) string {
+	if k == "TERM" {
+		return e.term
+	}
+	return ""
+}
+
+// errNoDashboard: the console was built without a dashboard.
+var errNoDashboard = errors.New("the dashboard is not available")
+
+// dashboard runs the full-screen dashboard on the session until the
+// operator leaves it, the session ends or the idle timeout. It is the
+// session's commands.Env.Dashboard.
+func (st *sessionState) dashboard(ctx context.Context) error {
+	return st.runFullScreen(ctx, func(ds DashboardSession) tea.Model {
+		if st.srv.dash == nil {
+			return nil
+		}
+		return st.srv.dash(ctx, ds)
+	})
+}
+
+// runFullScreen runs the model build makes on the session's terminal.
+func (st *sessionState) runFullScreen(ctx context.Context, build func(DashboardSession) tea.Model) error {
+	q := st.q
+	q.mu.Lock()
+	prev := q.interrupt
+	q.mu.Unlock()
+	q.setInterrupt(nil) // ^C belongs to the full-screen model
+	defer q.setInterrupt(prev)
+
+	term := st.termName()
+	w, h := st.size()
+	renderer := lipgloss.NewRenderer(st.out, termenv.WithEnvironment(termEnviron{term: term}), termenv.WithTTY(true))
+	model := build(DashboardSession{Agent: st.srv.agent, Renderer: renderer, Width: w, Height: h,
+		User: st.id.User, Role: st.id.Role, NodeName: st.srv.cfg.NodeName, Now: st.srv.now})
+	if model == nil {
+		return errNoDashboard
+	}
+	in := newTeaInput(q)
+	defer in.close()
+	wrapped := &leaveModel{inner: model, in: in, isLeave: st.srv.isLeave, size: tea.WindowSizeMsg{Width: w, Height: h}}
+	p := tea.NewProgram(wrapped, tea.WithInput(in), tea.WithOutput(st.out), tea.WithAltScreen(),
+		tea.WithoutSignalHandler(), tea.WithoutBracketedPaste(), tea.WithContext(ctx),
+		tea.WithEnvironment([]string{"TERM=" + term}))
+	st.mu.Lock()
+	st.program = p
+	st.mu.Unlock()
+	_, err := p.Run()
+	st.mu.Lock()
+	st.program = nil
+	st.mu.Unlock()
+	in.close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
