@@ -202,15 +202,17 @@ func (st *sessionState) env(stdout, stderr io.Writer, interactive, isPty bool) *
 		Color:       st.color(isPty),
 		Now:         st.srv.now,
 	}
-	if interactive {
+	if isPty { // a terminal to ask questions on and to draw the dashboard
 		e.Term = &sessionTerminal{st: st}
+		if st.srv.dash != nil {
+			e.Dashboard = st.dashboard
+		}
+	}
+	if interactive {
 		e.Logout = func() {
 			st.mu.Lock()
 			st.logout = true
 			st.mu.Unlock()
-		}
-		if st.srv.dash != nil {
-			e.Dashboard = st.dashboard
 		}
 	}
 	return e
