@@ -380,13 +380,13 @@ func TestUserStoreRules(t *testing.T) {
 	now := time.Now()
 	must(t, u.Add("admin", commands.RoleAdmin, "a-long-password", now))
 	for name, err := range map[string]error{
-		"short password":    u.Add("bob", commands.RoleOperator, "short", now),
-		"bad role":          u.Add("bob", "root", "a-long-password", now),
-		"bad name":          u.Add("../etc", commands.RoleOperator, "a-long-password", now),
-		"duplicate":         u.Add("admin", commands.RoleAdmin, "a-long-password", now),
-		"last admin delete": u.Delete("admin"),
-		"last admin demote": u.SetRole("admin", commands.RoleOperator, now),
-		"key with options":  addKeyErr(u, "admin", "restrict "+strings.TrimSpace(string(gossh.MarshalAuthorizedKey(newSigner(t).PublicKey())))),
+		"short password":     u.Add("bob", commands.RoleOperator, "short", now),
+		"bad role":           u.Add("bob", "root", "a-long-password", now),
+		"bad name":           u.Add("../etc", commands.RoleOperator, "a-long-password", now),
+		"duplicate":          u.Add("admin", commands.RoleAdmin, "a-long-password", now),
+		"last admin delete":  u.Delete("admin"),
+		"last admin demote":  u.SetRole("admin", commands.RoleOperator, now),
+		"key with options":   addKeyErr(u, "admin", "restrict "+strings.TrimSpace(string(gossh.MarshalAuthorizedKey(newSigner(t).PublicKey())))),
 		"wrong old password": u.ChangePassword("admin", "not-it-at-all", "another-long-one"),
 	} {
 		if err == nil {

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/bcrypt"
+	gossh "golang.org/x/crypto/ssh"
 	"google.golang.org/grpc"
 
 	"github.com/hapair/hapair/commands"
