@@ -37,9 +37,9 @@
 // taking it, and announces it with gratuitous ARP, several spaced at once and
 // then periodically while held; [Holder.Held] reads the interface's addresses
 // back. The frames are built by pure functions ([GratuitousARP],
-// [ARPProbe]). Unsolicited neighbour advertisement for an IPv6 VIP is still
-// to do. The agent does not use it yet: wiring it in, with the network lab,
-// is the next step.
+// [ARPProbe]); an IPv6 VIP is announced with unsolicited neighbour
+// advertisements ([UnsolicitedNA]) once the kernel's duplicate address
+// detection passed. The agent uses it with `vip.mode: linux`.
 //
 // Documentation uses 198.18.0.12 as the example VIP of a real pair.
 package vipnet

@@ -89,10 +89,16 @@ type LinuxConfig struct {
 // prefix (address and prefix length). Release deletes the address if it is
 // there.
 //
-// IPv6: the address is added and removed the same way, but nothing is
-// probed or announced; the kernel's own duplicate address detection runs
-// and an unsolicited neighbour advertisement is TODO. On interfaces without
-// an Ethernet hardware address (tun, WireGuard, ...) no ARP is sent either.
+// IPv6: the address is added and removed the same way, without an ARP
+// probe: the kernel's own duplicate address detection (DAD) runs instead.
+// The announcements are unsolicited neighbour advertisements
+// ([UnsolicitedNA]) to ff02::1, on the same schedule, starting once DAD
+// is over (the address is no longer tentative; RFC 4862 forbids
+// advertising a tentative address). If DAD fails (another host has the
+// address) the failure is logged as an error and nothing is announced;
+// Held still reports the address, which the kernel keeps, unusable, on
+// the interface. On interfaces without an Ethernet hardware address (tun,
+// WireGuard, ...) nothing is announced.
 //
 // Network namespace: a Linux works in the network namespace that was
 // current for the goroutine calling [NewLinux]; every later call, and the
@@ -395,6 +401,13 @@ func (l *Linux) link() (netlink.Link, error) {
 
 // present reports whether the VIP prefix is among link's addresses.
 func (l *Linux) present(link netlink.Link) (bool, error) {
+	ok, _, err := l.lookup(link)
+	return ok, err
+}
+
+// lookup reports whether the VIP prefix is among link's addresses, and its
+// flags (IFA_F_TENTATIVE, IFA_F_DADFAILED, ...) if it is.
+func (l *Linux) lookup(link netlink.Link) (bool, int, error) {
 	var addrs []netlink.Addr
 	var err error
 	for range 3 {
@@ -404,7 +417,7 @@ func (l *Linux) present(link netlink.Link) (bool, error) {
 		}
 	}
 	if err != nil {
-		return false, fmt.Errorf("list addresses of %s: %w", l.cfg.Interface, err)
+		return false, 0, fmt.Errorf("list addresses of %s: %w", l.cfg.Interface, err)
 	}
 	wantOnes, _ := l.ipnet.Mask.Size()
 	for _, a := range addrs {
@@ -412,10 +425,10 @@ func (l *Linux) present(link netlink.Link) (bool, error) {
 			continue
 		}
 		if ones, _ := a.Mask.Size(); ones == wantOnes {
-			return true, nil
+			return true, a.Flags, nil
 		}
 	}
-	return false, nil
+	return false, 0, nil
 }
 
 // enterNS moves the calling, locked, OS thread into l.ns if it is in
@@ -532,9 +545,6 @@ func (l *Linux) startAnnouncer() {
 			return
 		}
 	}
-	if l.family != netlink.FAMILY_V4 {
-		return // TODO: unsolicited neighbour advertisements for IPv6.
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	l.annCancel, l.annDone = cancel, done
@@ -552,9 +562,10 @@ func (l *Linux) stopAnnouncer() {
 	l.annCancel, l.annDone = nil, nil
 }
 
-// announce sends GratuitousCount gratuitous ARPs GratuitousInterval apart,
-// then one every RefreshInterval, as long as the VIP is on the interface
-// and ctx lasts.
+// announce sends GratuitousCount gratuitous ARPs (IPv6: unsolicited
+// neighbour advertisements) GratuitousInterval apart, then one every
+// RefreshInterval, as long as the VIP is on the interface and ctx lasts.
+// An IPv6 address is announced once it is no longer tentative.
 func (l *Linux) announce(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	runtime.LockOSThread()
@@ -568,7 +579,14 @@ func (l *Linux) announce(ctx context.Context, done chan struct{}) {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
-	for sent := 0; ; {
+	what := "gratuitous ARP"
+	if l.family == netlink.FAMILY_V6 {
+		what = "unsolicited neighbour advertisement"
+	}
+	// waits bounds the polls of a tentative address: DAD takes about a
+	// second (dad_transmits x retrans_time); after that many, announce anyway.
+	const maxDADWaits = 100
+	for sent, waits := 0, 0; ; {
 		select {
 		case <-ctx.Done():
 			return
@@ -576,8 +594,9 @@ func (l *Linux) announce(ctx context.Context, done chan struct{}) {
 		}
 		link, err := l.link()
 		var present bool
+		var flags int
 		if err == nil {
-			present, err = l.present(link)
+			present, flags, err = l.lookup(link)
 		}
 		switch {
 		case err != nil:
@@ -585,11 +604,18 @@ func (l *Linux) announce(ctx context.Context, done chan struct{}) {
 		case !present:
 			l.log.Warn("VIP no longer on the interface: announcements stopped")
 			return
+		case flags&unix.IFA_F_DADFAILED != 0:
+			l.log.Error("duplicate address detection failed: another host has the VIP; not announcing it")
+			return
+		case flags&unix.IFA_F_TENTATIVE != 0 && waits < maxDADWaits:
+			waits++
+			t.Reset(dadPoll)
+			continue
 		default:
-			if err := l.sendGratuitous(link); err != nil {
-				l.log.Warn("gratuitous ARP not sent", "err", err)
+			if err := l.sendAnnouncement(link); err != nil {
+				l.log.Warn(what+" not sent", "err", err)
 			} else {
-				l.log.Debug("gratuitous ARP sent")
+				l.log.Debug(what + " sent")
 			}
 		}
 		sent++
@@ -601,19 +627,29 @@ func (l *Linux) announce(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// sendGratuitous sends one gratuitous ARP for the VIP on link, from the
-// current thread's namespace.
-func (l *Linux) sendGratuitous(link netlink.Link) error {
+// dadPoll is how often the announcer looks whether a tentative IPv6 VIP
+// passed duplicate address detection.
+const dadPoll = 100 * time.Millisecond
+
+// sendAnnouncement sends one gratuitous ARP (IPv4) or unsolicited neighbour
+// advertisement (IPv6) for the VIP on link, from the current thread's
+// namespace.
+func (l *Linux) sendAnnouncement(link netlink.Link) error {
 	attrs := link.Attrs()
 	if len(attrs.HardwareAddr) != 6 {
 		return nil // no Ethernet: nothing to announce
 	}
 	frame, err := GratuitousARP(attrs.HardwareAddr, l.prefix.Addr())
+	etherType, dst := etherTypeARP, broadcastMAC
+	if l.family == netlink.FAMILY_V6 {
+		frame, err = UnsolicitedNA(attrs.HardwareAddr, l.prefix.Addr())
+		etherType, dst = etherTypeIPv6, allNodesMAC
+	}
 	if err != nil {
 		return err
 	}
 	ifi := &net.Interface{Index: attrs.Index, Name: attrs.Name, HardwareAddr: attrs.HardwareAddr, MTU: attrs.MTU}
-	c, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+	c, err := packet.Listen(ifi, packet.Raw, etherType, nil)
 	if err != nil {
 		return fmt.Errorf("open packet socket on %s: %w", attrs.Name, err)
 	}
@@ -621,7 +657,7 @@ func (l *Linux) sendGratuitous(link netlink.Link) error {
 	if err := c.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
 		return err
 	}
-	if _, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: broadcastMAC}); err != nil {
+	if _, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: dst}); err != nil {
 		return fmt.Errorf("send on %s: %w", attrs.Name, err)
 	}
 	return nil

@@ -411,3 +411,109 @@ func TestLinuxMissingInterface(t *testing.T) {
 		t.Fatalf("Release on missing interface: %v", err)
 	}
 }
+
+// neighMAC is the link-layer address in ns's neighbour entry for ip on
+// iface ("" if there is none).
+func neighMAC(t *testing.T, ns, iface, ip string) string {
+	t.Helper()
+	m := regexp.MustCompile(`lladdr ([0-9a-f:]{17})`).FindStringSubmatch(run(t, "ip", "-n", ns, "neigh", "show", ip, "dev", iface))
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// waitNeighMAC reports whether ns's entry for ip turns to mac within d.
+func waitNeighMAC(t *testing.T, ns, iface, ip, mac string, d time.Duration) bool {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; {
+		if neighMAC(t, ns, iface, ip) == mac {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLinuxNetnsIPv6 moves an IPv6 VIP between the two namespaces and
+// checks that each holder's unsolicited neighbour advertisements reach the
+// other side: the other kernel, which validates them (hop limit,
+// checksum, flags), updates its neighbour entry for the VIP to the new
+// holder's MAC. The VIP is a link-local address (fe80::12): the lab's
+// address plan (LAB.md) has no IPv6 range, and link-local addresses are
+// the ones the kernel already gives every lab interface.
+func TestLinuxNetnsIPv6(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	lb := newLab(t)
+	const vip = "fe80::12"
+	const bogus = "02:00:5e:00:00:99" // a neighbour entry to overwrite
+	macB := regexp.MustCompile(`link/ether ([0-9a-f:]{17})`).FindStringSubmatch(run(t, "ip", "-n", lb.nsB, "-o", "link", "show", lb.ifB))
+	if macB == nil {
+		t.Fatal("no MAC on B's interface")
+	}
+	newV6 := func(ns netns.NsHandle, iface string) *Linux {
+		var l *Linux
+		inNS(t, ns, func() error {
+			var err error
+			l, err = NewLinux(LinuxConfig{
+				Address:            netip.MustParsePrefix(vip + "/64"),
+				Interface:          iface,
+				GratuitousInterval: 50 * time.Millisecond,
+				RefreshInterval:    500 * time.Millisecond,
+			})
+			return err
+		})
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	a, b := newV6(lb.hA, lb.ifA), newV6(lb.hB, lb.ifB)
+	// Linux learns from an unsolicited advertisement only for an entry it
+	// has (RFC 4861 7.2.5): B has a stale one with another MAC.
+	run(t, "ip", "-n", lb.nsB, "neigh", "replace", vip, "lladdr", bogus, "dev", lb.ifB, "nud", "stale")
+
+	if err := a.Acquire(bounded(t)); err != nil {
+		t.Fatalf("A Acquire: %v", err)
+	}
+	wantHeld(t, "A after acquire", a, true)
+	if out := run(t, "ip", "-n", lb.nsA, "-o", "-6", "addr", "show", "dev", lb.ifA); !strings.Contains(out, "inet6 "+vip+"/64") {
+		t.Fatalf("ip -6 addr in A lacks the VIP:\n%s", out)
+	}
+	// Duplicate address detection first (about 1 s), then the advertisements.
+	if !waitNeighMAC(t, lb.nsB, lb.ifB, vip, lb.macA, 5*time.Second) {
+		t.Fatalf("B's neighbour entry for %s is %q, want A's MAC %s: no valid advertisement arrived", vip, neighMAC(t, lb.nsB, lb.ifB, vip), lb.macA)
+	}
+	// Refreshed while held.
+	run(t, "ip", "-n", lb.nsB, "neigh", "replace", vip, "lladdr", bogus, "dev", lb.ifB, "nud", "stale")
+	if !waitNeighMAC(t, lb.nsB, lb.ifB, vip, lb.macA, 3*time.Second) {
+		t.Fatalf("B did not relearn %s from A's refresh advertisements", vip)
+	}
+
+	// Released: no more advertisements from A.
+	if err := a.Release(bounded(t)); err != nil {
+		t.Fatalf("A Release: %v", err)
+	}
+	wantHeld(t, "A after release", a, false)
+	run(t, "ip", "-n", lb.nsB, "neigh", "replace", vip, "lladdr", bogus, "dev", lb.ifB, "nud", "stale")
+	if waitNeighMAC(t, lb.nsB, lb.ifB, vip, lb.macA, 1200*time.Millisecond) {
+		t.Fatalf("A still advertises %s after Release", vip)
+	}
+
+	// B takes it: A's entry moves to B's MAC.
+	run(t, "ip", "-n", lb.nsA, "neigh", "replace", vip, "lladdr", bogus, "dev", lb.ifA, "nud", "stale")
+	if err := b.Acquire(bounded(t)); err != nil {
+		t.Fatalf("B Acquire: %v", err)
+	}
+	if !waitNeighMAC(t, lb.nsA, lb.ifA, vip, macB[1], 5*time.Second) {
+		t.Fatalf("A's neighbour entry for %s is %q, want B's MAC %s", vip, neighMAC(t, lb.nsA, lb.ifA, vip), macB[1])
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("B Close: %v", err)
+	}
+	if out := run(t, "ip", "-n", lb.nsB, "-o", "-6", "addr", "show", "dev", lb.ifB); strings.Contains(out, vip+"/") {
+		t.Fatalf("B still has the VIP after Close:\n%s", out)
+	}
+}
