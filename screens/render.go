@@ -1,6 +1,7 @@
 package screens
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -144,7 +146,7 @@ func (d *Dashboard) header(W int) []string {
 func (d *Dashboard) banner() (string, lipgloss.Style) {
 	if d.agentErr != nil {
 		since := view.FormatDuration(d.now().Sub(d.errSince))
-		return "Agent not answering for " + since + ", retrying: " + view.Clean(d.agentErr.Error()), d.st.bad
+		return "Agent not answering (" + since + ", retrying): " + view.Clean(errText(d.agentErr)), d.st.bad
 	}
 	if d.snap == nil {
 		return "Waiting for the agent's first snapshot...", d.st.dim
@@ -714,7 +716,10 @@ func (d *Dashboard) progressBox(W, H int) []string {
 	case !op.done:
 		body = append(body, d.st.warn.Render("in progress")+"  (q leaves; the agent carries on)")
 	case op.err != nil:
-		body = append(body, d.st.bad.Render("failed: ")+view.Clean(op.err.Error()), "Enter closes.")
+		msg := wrapWords("failed: "+view.Clean(errText(op.err)), overlayWidth(W)-4)
+		msg[0] = d.st.bad.Render("failed:") + strings.TrimPrefix(msg[0], "failed:")
+		body = append(body, msg...)
+		body = append(body, "Enter closes.")
 	default:
 		body = append(body, d.st.ok.Render("done"), "Enter closes.")
 	}
@@ -773,4 +778,14 @@ func wrapWords(s string, w int) []string {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// errText is what an operator reads of err: a gRPC status's own message
+// (without the "rpc error: code = ..." prefix), else the error's text.
+func errText(err error) string {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus().Message()
+	}
+	return err.Error()
 }
