@@ -57,7 +57,7 @@ func haEvents() *Command {
 			}
 			loc := env.Clock().Location()
 			for _, e := range evs {
-				when := "----------  --:--:--"
+				when := "---------- --:--:--"
 				if e.GetTime() != nil {
 					when = e.GetTime().AsTime().In(loc).Format("2006-01-02 15:04:05")
 				}
