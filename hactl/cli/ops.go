@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/hapair/hapair/commands"
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/view"
 )
@@ -50,21 +51,14 @@ func agentCall(name string, args []string, stderr io.Writer, extra func(fs *flag
 	return 0
 }
 
-// printProgress prints every step of a streamed operation with its time.
+// printProgress prints every step of a streamed operation with its time,
+// with the console's progress printer.
 func printProgress(stdout io.Writer, st grpc.ServerStreamingClient[hapb.Progress], err error) error {
 	if err != nil {
 		return err
 	}
-	for {
-		p, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "[%6.3fs] %s\n", p.GetElapsed().AsDuration().Seconds(), p.GetStep())
-	}
+	_, err = commands.ProgressPrinter{W: stdout, Elapsed: true}.Follow(st)
+	return err
 }
 
 func runStop(args []string, stdout, stderr io.Writer) int {
