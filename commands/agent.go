@@ -25,6 +25,12 @@ const ExitFailure = 1
 // Events, SetMaintenance): a hung agent must not hang the session.
 const quickCallTimeout = 10 * time.Second
 
+// operationTimeout bounds how long a long operation is followed. The agent
+// bounds every operation it runs to 3 minutes; this leaves it a margin, so
+// only an agent that stopped answering mid-way (frozen, not crashed) meets
+// it.
+const operationTimeout = 4 * time.Minute
+
 // errNoAgent is the reason given when the console has no agent client.
 var errNoAgent = errors.New("the console could not connect to its unix socket")
 
@@ -95,17 +101,24 @@ func runOperation(ctx context.Context, env *Env, op operation) int {
 		return code
 	}
 	start := time.Now()
+	octx, cancel := context.WithTimeout(ctx, operationTimeout)
+	defer cancel()
 	pp := ProgressPrinter{W: env.Stdout}
 	var res ProgressResult
-	st, err := op.start(ctx, c)
+	st, err := op.start(octx, c)
 	if err == nil {
 		res, err = pp.Follow(st)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return interrupted(env, op.what, res)
+		case octx.Err() != nil:
+			fmt.Fprintf(env.Stderr, "Error: %s: the agent reported no end within %s. It may still be "+
+				"working: check with ha_status or ha_events.\n", op.what, operationTimeout)
+			return ExitFailure
 		}
-		return callFailed(ctx, env, op.what, err)
+		return callFailed(octx, env, op.what, err)
 	}
 	if op.after != "" && !sawStep(res, op.after) {
 		fmt.Fprintln(env.Stdout, op.after)

@@ -150,7 +150,7 @@ func (f *fakeAgent) Deploy(req *hapb.DeployRequest, st hapb.Agent_DeployServer) 
 
 // serve starts a gRPC server for f on an in-memory listener and returns a
 // client; both are stopped when the test ends.
-func serve(t *testing.T, f *fakeAgent) hapb.AgentClient {
+func serve(t testing.TB, f *fakeAgent) hapb.AgentClient {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
