@@ -105,12 +105,28 @@ func (t *teaInput) close() {
 	})
 }
 
-// keyResult carries the message of the command a keystroke's Update returned.
-type keyResult struct{ msg tea.Msg }
+// keyResult carries the message of a command that a keystroke's Update
+// returned; group counts the commands of that keystroke still running.
+type keyResult struct {
+	msg   tea.Msg
+	group *keyGroup
+}
+
+// keyGroup is only touched from the program's event loop (Update).
+type keyGroup struct{ left int }
+
+func (g *keyGroup) wrap(cmd tea.Cmd) tea.Cmd {
+	if cmd == nil {
+		return nil
+	}
+	g.left++
+	return func() tea.Msg { return keyResult{msg: cmd(), group: g} }
+}
 
 // leaveModel wraps the dashboard model: it sizes it, acknowledges each
-// keystroke to teaInput once handled, and on the leave message (or
-// tea.Quit) closes the input first and then quits.
+// keystroke to teaInput once handled (with the commands its Update returned,
+// batches and sequences included), and on the leave message (or tea.Quit)
+// closes the input first and then quits.
 type leaveModel struct {
 	inner   tea.Model
 	in      *teaInput
@@ -138,40 +154,88 @@ func isTeaInternal(msg tea.Msg) bool {
 	return t != nil && t.PkgPath() == "github.com/charmbracelet/bubbletea"
 }
 
+// cmdList returns the commands of a tea.BatchMsg or of tea.Sequence's
+// (unexported) message, and whether msg is a sequence.
+func cmdList(msg tea.Msg) (cmds []tea.Cmd, seq, ok bool) {
+	if b, isBatch := msg.(tea.BatchMsg); isBatch {
+		return b, false, true
+	}
+	v := reflect.ValueOf(msg)
+	if !isTeaInternal(msg) || v.Kind() != reflect.Slice || v.Type().Elem() != reflect.TypeOf(tea.Cmd(nil)) {
+		return nil, false, false
+	}
+	cmds = make([]tea.Cmd, v.Len())
+	for i := range cmds {
+		cmds[i], _ = v.Index(i).Interface().(tea.Cmd)
+	}
+	return cmds, true, true
+}
+
 func (m *leaveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	if m.left {
 		return m, nil
 	}
-	fromKey := false
 	switch x := msg.(type) {
 	case keyResult:
-		defer m.in.ack()
-		msg = x.msg
-		if msg == nil {
-			return m, nil
-		}
-		if _, quit := msg.(tea.QuitMsg); quit || m.isLeave(msg) {
+		return m.keyResult(x)
+	case tea.KeyMsg, tea.MouseMsg:
+		if m.isLeave(msg) {
 			return m.leave()
 		}
-		if isTeaInternal(msg) { // batches, sequences, screen commands: back to the loop
-			return m, func() tea.Msg { return msg }
+		var cmd tea.Cmd
+		m.inner, cmd = m.inner.Update(msg)
+		g := &keyGroup{}
+		if cmd = g.wrap(cmd); cmd == nil {
+			m.in.ack()
 		}
-	case tea.KeyMsg, tea.MouseMsg:
-		fromKey = true
+		return m, cmd
 	}
 	if m.isLeave(msg) {
 		return m.leave()
 	}
 	var cmd tea.Cmd
 	m.inner, cmd = m.inner.Update(msg)
-	if !fromKey {
-		return m, cmd
+	return m, cmd
+}
+
+// keyResult handles what a keystroke's command gave: leaving, more commands
+// (followed too), or a message for the model. The keystroke is acknowledged
+// once all its commands have given their message.
+func (m *leaveModel) keyResult(r keyResult) (tea.Model, tea.Cmd) {
+	g := r.group
+	g.left--
+	msg := r.msg
+	var out tea.Cmd
+	switch {
+	case msg == nil:
+	case m.isLeave(msg):
+		return m.leave()
+	default:
+		if _, quit := msg.(tea.QuitMsg); quit {
+			return m.leave()
+		}
+		if cmds, seq, ok := cmdList(msg); ok {
+			wrapped := make([]tea.Cmd, 0, len(cmds))
+			for _, c := range cmds {
+				if w := g.wrap(c); w != nil {
+					wrapped = append(wrapped, w)
+				}
+			}
+			if seq {
+				out = tea.Sequence(wrapped...)
+			} else {
+				out = tea.Batch(wrapped...)
+			}
+		} else if isTeaInternal(msg) { // screen commands and the like: back to the loop
+			out = func() tea.Msg { return msg }
+		} else {
+			m.inner, out = m.inner.Update(msg)
+		}
 	}
-	if cmd == nil {
+	if g.left <= 0 {
 		m.in.ack()
-		return m, nil
 	}
-	return m, func() tea.Msg { return keyResult{cmd()} }
+	return m, out
 }
 
 func (m *leaveModel) View() string {
