@@ -11,7 +11,7 @@ import (
 func dashboardCommand() *Command {
 	return &Command{
 		Name:     "dashboard",
-		Summary:  "Open the full-screen live dashboard (q to leave)",
+		Summary:  "Open the full-screen live dashboard",
 		Usage:    "dashboard",
 		Operator: true,
 		Help: "Opens the full-screen live view of both nodes: roles, heartbeat per link, the " +

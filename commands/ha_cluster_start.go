@@ -11,7 +11,7 @@ import (
 func haClusterStart() *Command {
 	return &Command{
 		Name:    "ha_cluster_start",
-		Summary: "Start cluster services on this node: it rejoins as Standby",
+		Summary: "Start cluster services here; rejoin as Standby",
 		Usage:   "ha_cluster_start",
 		Help: "Starts the cluster services of this node after ha_cluster_stop: it rejoins the " +
 			"voters, its database is rewound from the Active node if it diverged (cloned afresh, " +

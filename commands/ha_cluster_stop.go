@@ -11,7 +11,7 @@ import (
 func haClusterStop() *Command {
 	return &Command{
 		Name:    "ha_cluster_stop",
-		Summary: "Stop cluster services on this node (the Active node hands over first)",
+		Summary: "Stop cluster services here (Active hands over)",
 		Usage:   "ha_cluster_stop",
 		Help: "Stops the cluster services of this node; the agent itself stays up. On the Active " +
 			"node it first hands over with no acknowledged write lost: the database is stopped once " +

@@ -53,7 +53,7 @@ var deployFields = []deployField{
 func haDeploy() *Command {
 	return &Command{
 		Name:    "ha_deploy",
-		Summary: "Form a cluster from this stand-alone node and another one",
+		Summary: "Form a cluster with another stand-alone node",
 		Usage:   "ha_deploy [--peer-name N --peer IP:PORT --token T] [--vip IP] [flags]",
 		Help: "Run on the stand-alone node whose database is to be kept: it becomes the Active " +
 			"node and the other node is cloned from it as Standby (its old data kept aside). " +

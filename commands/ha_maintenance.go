@@ -10,7 +10,7 @@ import (
 func haMaintenance() *Command {
 	return &Command{
 		Name:    "ha_maintenance",
-		Summary: "Pause (on) or resume (off) automatic failover, cluster-wide",
+		Summary: "Pause (on) or resume (off) automatic failover",
 		Usage:   "ha_maintenance on|off",
 		Help: "ha_maintenance on pauses every automatic decision of the cluster: no automatic " +
 			"promotion while it is on (planned operations still work). ha_maintenance off " +

@@ -12,7 +12,7 @@ import (
 func haStatus() *Command {
 	return &Command{
 		Name:     "ha_status",
-		Summary:  "Show the cluster's health, both nodes, heartbeat, replication, VIP",
+		Summary:  "Show health, nodes, heartbeat, replication, VIP",
 		Usage:    "ha_status [--json]",
 		Operator: true,
 		Help: "Shows the cluster's health, both nodes (role, addresses, database role, timeline, " +

@@ -12,7 +12,7 @@ import (
 func haSwitchover() *Command {
 	return &Command{
 		Name:    "ha_switchover",
-		Summary: "Move the Active role to the other node; both keep running",
+		Summary: "Move the Active role to the other node",
 		Usage:   "ha_switchover [--force]",
 		Help: "On the Active node: hands the Active role and the VIP over to the Standby with no " +
 			"acknowledged write lost, then this node follows the new Active node as Standby.\n\n" +

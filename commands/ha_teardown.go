@@ -19,7 +19,7 @@ const TeardownDone = "The HA cluster has been destroyed. This server is now in s
 func haTeardown() *Command {
 	return &Command{
 		Name:    "ha_teardown",
-		Summary: "Destroy the HA cluster; this server goes on stand-alone",
+		Summary: "Destroy the cluster; this server goes stand-alone",
 		Usage:   "ha_teardown [--yes]",
 		Help: "On the Active node: destroys the HA cluster configuration. This server keeps all its " +
 			"data and runs stand-alone on its own address; the VIP is released. The other node " +
