@@ -45,19 +45,25 @@ func (d *Dashboard) render() string {
 	lines := d.header(W)
 	lines = append(lines, d.nodes(W)...)
 
-	contents := [numPanels][]string{d.heartbeat(W), d.replication(W), d.system(W), d.eventLines(W)}
+	// The events are drawn only where they show: the history may be long.
+	contents := [numPanels][]string{d.heartbeat(W), d.replication(W), d.system(W), nil}
 	var wants [numPanels]int
 	for p := range contents {
 		wants[p] = len(contents[p])
 	}
+	wants[panelEvents] = max(len(d.events), 1)
 	rows := allocate(wants, H-len(lines)-footerRows-int(numPanels))
 	for p := panel(0); p < numPanels; p++ {
-		n := len(contents[p])
+		n := wants[p]
 		d.lens[p], d.rows[p] = n, rows[p]
 		off := min(d.scroll[p], max(n-rows[p], 0))
 		d.scroll[p] = off
 		lines = append(lines, d.panelTitle(p, W, off, rows[p], n))
-		lines = append(lines, contents[p][off:off+rows[p]]...)
+		if p == panelEvents {
+			lines = append(lines, d.eventLines(off, rows[p])...)
+		} else {
+			lines = append(lines, contents[p][off:off+rows[p]]...)
+		}
 	}
 	lines = append(lines, d.footer(W))
 
@@ -576,13 +582,15 @@ func (d *Dashboard) system(W int) []string {
 	return out
 }
 
-// eventLines: the accumulated history, newest first.
-func (d *Dashboard) eventLines(int) []string {
+// eventLines draws n events of the accumulated history from off, newest
+// first.
+func (d *Dashboard) eventLines(off, n int) []string {
 	if len(d.events) == 0 {
-		return []string{d.st.dim.Render(" no events yet")}
+		return []string{d.st.dim.Render(" no events yet")}[:min(n, 1)]
 	}
-	out := make([]string, 0, len(d.events))
-	for _, e := range d.events {
+	evs := d.events[min(off, len(d.events)):min(off+n, len(d.events))]
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
 		t := "--:--:--"
 		if e.GetTime() != nil {
 			t = d.clock(e.GetTime())
