@@ -194,6 +194,18 @@ type Config struct {
 	KeepPostgresOnExit bool `json:"keep_postgres_on_exit,omitempty"`
 	// EventLimit bounds the local event history kept.
 	EventLimit int `json:"event_limit,omitempty"`
+	// Console configures the SSH console (`hactl console`) of this node.
+	Console ConsoleConfig `json:"console"`
+}
+
+// ConsoleConfig is the SSH console that runs next to the agent.
+type ConsoleConfig struct {
+	// Listen is the console's TCP address, e.g. "198.18.0.5:22".
+	Listen string `json:"listen,omitempty"`
+	// Dir holds the console's host key and users (default <state_dir>/console).
+	Dir string `json:"dir,omitempty"`
+	// IdleTimeout logs an idle interactive session out (default 15m).
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
 }
 
 // DefaultConfig returns a Config with every optional field set.

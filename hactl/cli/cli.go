@@ -60,6 +60,11 @@ Usage:
   hactl teardown --yes               destroy the cluster; this node stand-alone
   hactl maintenance on|off           pause / resume automatic failover
   hactl events [-n N]                the cluster's history, newest first
+  hactl console --config FILE [--listen ADDR] [--dir DIR] [--authorized-key FILE]
+                                     the node's SSH console (the >> prompt),
+                                     next to its agent
+  hactl console-user [--config FILE | --dir DIR] list | add | del | passwd | role | key-add
+                                     manage the console's users on the host
   hactl version
 
 Exit codes of status: 0 healthy, 1 degraded, 2 not running on this node,
@@ -96,6 +101,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runPairingToken(args[1:], stdout, stderr)
 	case "deploy":
 		return runDeploy(args[1:], stdout, stderr)
+	case "console":
+		return runConsole(args[1:], stdout, stderr)
+	case "console-user":
+		return runConsoleUser(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "hactl", hactl.Version)
 		return 0
