@@ -129,14 +129,15 @@ func runOperation(ctx context.Context, env *Env, op operation) int {
 
 // interrupted explains a ^C during an operation and returns ExitAborted.
 func interrupted(env *Env, what string, res ProgressResult) int {
-	fmt.Fprintf(env.Stderr, "Interrupted: stopped following %s here, in this session only.\n", what)
+	msg := "Interrupted: stopped following " + what + " here, in this session only. "
 	if res.Steps > 0 {
-		fmt.Fprintln(env.Stderr, "The agent carries on with it to the end: an operation it has begun is never "+
-			"abandoned half-way. Watch it with ha_status or ha_events.")
+		msg += "The agent carries on with it to the end: an operation it has begun is never " +
+			"abandoned half-way. Watch it with ha_status or ha_events."
 	} else {
-		fmt.Fprintln(env.Stderr, "The agent had reported no step yet: it may not have started; if it had, it "+
-			"carries on to the end. Check with ha_status or ha_events.")
+		msg += "The agent had reported no step yet: it may not have started; if it had, it " +
+			"carries on to the end. Check with ha_status or ha_events."
 	}
+	writeWrapped(env.Stderr, msg, 0)
 	return ExitAborted
 }
 

@@ -300,7 +300,8 @@ func TestOperationInterrupted(t *testing.T) {
 				t.Fatalf("code %d, want %d", code, ExitAborted)
 			}
 			<-f.cancelled // the agent saw the caller go away
-			if !strings.Contains(s.stderr.String(), "Interrupted: stopped following") || !strings.Contains(s.stderr.String(), tc.say) {
+			said := strings.Join(strings.Fields(s.stderr.String()), " ")
+			if !strings.Contains(said, "Interrupted: stopped following") || !strings.Contains(said, tc.say) {
 				t.Fatalf("stderr %q", s.stderr.String())
 			}
 			if strings.Contains(s.stdout.String(), "Done in") {
