@@ -393,6 +393,16 @@ func TestWatchFeedsSnapshots(t *testing.T) {
 	if w, _, _ := f.counts(); w != 1 {
 		t.Fatalf("%d Watch calls, want 1", w)
 	}
+	// The subscription belongs to the context it was given.
+	cancel()
+	select {
+	case <-f.watchEnded:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the Watch stream outlived the dashboard's context")
+	}
+	if msg := wait(); msg != nil {
+		t.Fatalf("the feed still yields after the context ended: %T", msg)
+	}
 }
 
 func TestWatchReconnects(t *testing.T) {
