@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Checks for (and, as root, installs) the system packages hapair needs.
-#   ensure-deps.sh postgres   PostgreSQL 15 server binaries
+#   ensure-deps.sh postgres   PostgreSQL 15 server binaries, and the OpenSSH
+#                             client (what `make deps`, hence `make test` and
+#                             `make demo`, need: the console's tests and the
+#                             demo's smoke check drive the real ssh)
 #   ensure-deps.sh protoc     the protobuf compiler (for `make proto`)
-#   ensure-deps.sh ssh        the OpenSSH client (console tests)
+#   ensure-deps.sh ssh        the OpenSSH client and ssh-keygen alone
 set -euo pipefail
 
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
@@ -22,9 +25,16 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
+ensure_ssh() {
+  if ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+    apt_install openssh-client
+  fi
+}
+
 for what in "$@"; do
   case "$what" in
     postgres)
+      ensure_ssh
       if [ ! -x "$PG_BINDIR/postgres" ] || [ ! -x "$PG_BINDIR/pg_basebackup" ] || [ ! -x "$PG_BINDIR/pg_rewind" ]; then
         apt_install postgresql-15
         # The Debian package starts a default cluster; hapair runs its own.
@@ -43,7 +53,7 @@ for what in "$@"; do
       fi
       ;;
     ssh)
-      command -v ssh >/dev/null || apt_install openssh-client
+      ensure_ssh
       ;;
     *)
       echo "ensure-deps: unknown dependency $what" >&2

@@ -1,0 +1,188 @@
+package console_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/hapair/hapair/console"
+	"github.com/hapair/hapair/hactl/hactltest"
+	"github.com/hapair/hapair/hactl/hapb"
+)
+
+func TestMain(m *testing.M) { os.Exit(hactltest.Main(m)) }
+
+// consoleProc is a `hactl console` process a test started.
+type consoleProc struct {
+	port  string
+	dir   string
+	known string
+	key   string
+}
+
+// startConsole runs `hactl console` for name of lab l, with a fresh key
+// authorised for admin at first start, and waits until it accepts
+// connections. The process is stopped (SIGTERM, then SIGKILL) by its PID
+// when the test ends.
+func startConsole(t *testing.T, l *hactltest.Lab, name string) *consoleProc {
+	t.Helper()
+	bin := hactltest.BuildHactl(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	state := filepath.Join(dir, "console")
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "console", "--config", l.ConfigPath(name), "--listen", addr, "--dir", state,
+		"--authorized-key", key+".pub")
+	logf, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = &out, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("console log:\n%s", b)
+		}
+	})
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("hactl console exited: %s", b)
+		default:
+		}
+		if i > 200 {
+			t.Fatalf("hactl console does not listen on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hk, err := os.ReadFile(filepath.Join(state, console.HostKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.ParsePrivateKey(hk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	known := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%s %s", port, gossh.MarshalAuthorizedKey(signer.PublicKey()))
+	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "created user admin") {
+		t.Fatalf("first start did not create admin: %q", out.String())
+	}
+	return &consoleProc{port: port, dir: dir, known: known, key: key}
+}
+
+// ssh runs the real OpenSSH client against the console; it returns stdout,
+// stderr and the exit status.
+func (c *consoleProc) ssh(t *testing.T, line string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command("ssh", "-F", "/dev/null", "-p", c.port, "-i", c.key, "-o", "IdentitiesOnly=yes",
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+c.known,
+		"-o", "LogLevel=ERROR", "admin@127.0.0.1", line)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("ssh %s: %v", line, err)
+	}
+	t.Logf("ssh %s: exit %d\n%s%s", line, code, so.String(), se.String())
+	return so.String(), se.String(), code
+}
+
+// The console in front of real agents and PostgreSQL: a pair and a witness,
+// scenario A's first half through `ssh admin@primary <command>`.
+func TestConsoleEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL and real agents")
+	}
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Fatalf("the OpenSSH client is needed (scripts/ensure-deps.sh ssh): %v", err)
+	}
+	l := hactltest.New(t, hactltest.Options{Witness: true})
+	l.Start(l.Names()...)
+	l.WaitFor(hactltest.Primary, "primary-node Active, streaming to secondary-node",
+		hactltest.Replicates(hactltest.Primary, hactltest.Secondary))
+	c := startConsole(t, l, hactltest.Primary)
+
+	out, _, code := c.ssh(t, "ha_status")
+	if code != 0 || !strings.Contains(out, "primary-node") {
+		t.Fatalf("ha_status on a healthy pair: exit %d", code)
+	}
+	out, _, code = c.ssh(t, "ha_status --json")
+	if code != 0 || !strings.HasPrefix(strings.TrimSpace(out), "{") {
+		t.Fatalf("ha_status --json: exit %d", code)
+	}
+
+	out, errOut, code := c.ssh(t, "ha_cluster_stop")
+	if code != 0 {
+		t.Fatalf("ha_cluster_stop: exit %d: %s", code, errOut)
+	}
+	if n := len(strings.Split(strings.TrimSpace(out), "\n")); n < 3 || !strings.Contains(out, "secondary-node") {
+		t.Fatalf("ha_cluster_stop printed %d lines; want its steps naming the new Active node", n)
+	}
+	l.WaitFor(hactltest.Secondary, "secondary-node Active", func(s *hapb.Snapshot) bool {
+		return s.GetCluster().GetActiveNode() == hactltest.Secondary && s.GetCluster().GetVip().GetHolder() == hactltest.Secondary
+	})
+
+	out, errOut, code = c.ssh(t, "ha_status")
+	if code != 2 || !strings.Contains(out+errOut, "Error: cluster is not currently running on this node") {
+		t.Fatalf("ha_status on the stopped node: exit %d", code)
+	}
+
+	if _, errOut, code = c.ssh(t, "ha_cluster_start"); code != 0 {
+		t.Fatalf("ha_cluster_start: exit %d: %s", code, errOut)
+	}
+	l.WaitFor(hactltest.Primary, "primary-node Standby of secondary-node", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY &&
+			hactltest.Replicates(hactltest.Secondary, hactltest.Primary)(s)
+	})
+	if out, _, code = c.ssh(t, "ha_status"); code != 0 || !strings.Contains(out, "Standby") {
+		t.Fatalf("ha_status after the restart: exit %d", code)
+	}
+}
