@@ -53,6 +53,11 @@ type trackedConn struct {
 	done  atomic.Bool
 }
 
+func (c *trackedConn) Read(p []byte) (int, error) {
+	quickAck(c.Conn)
+	return c.Conn.Read(p)
+}
+
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
 		c.timer.Stop()

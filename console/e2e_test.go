@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,7 +35,7 @@ type consoleProc struct {
 // authorised for admin at first start, and waits until it accepts
 // connections. The process is stopped (SIGTERM, then SIGKILL) by its PID
 // when the test ends.
-func startConsole(t *testing.T, l *hactltest.Lab, name string) *consoleProc {
+func startConsole(t testing.TB, l *hactltest.Lab, name string) *consoleProc {
 	t.Helper()
 	bin := hactltest.BuildHactl(t)
 	dir := t.TempDir()
@@ -115,7 +116,7 @@ func startConsole(t *testing.T, l *hactltest.Lab, name string) *consoleProc {
 
 // ssh runs the real OpenSSH client against the console; it returns stdout,
 // stderr and the exit status.
-func (c *consoleProc) ssh(t *testing.T, line string) (string, string, int) {
+func (c *consoleProc) ssh(t testing.TB, line string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command("ssh", "-F", "/dev/null", "-p", c.port, "-i", c.key, "-o", "IdentitiesOnly=yes",
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+c.known,
@@ -131,7 +132,9 @@ func (c *consoleProc) ssh(t *testing.T, line string) (string, string, int) {
 	case err != nil:
 		t.Fatalf("ssh %s: %v", line, err)
 	}
-	t.Logf("ssh %s: exit %d\n%s%s", line, code, so.String(), se.String())
+	if _, bench := t.(*testing.B); !bench {
+		t.Logf("ssh %s: exit %d\n%s%s", line, code, so.String(), se.String())
+	}
 	return so.String(), se.String(), code
 }
 
@@ -185,4 +188,29 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if out, _, code = c.ssh(t, "ha_status"); code != 0 || !strings.Contains(out, "Standby") {
 		t.Fatalf("ha_status after the restart: exit %d", code)
 	}
+}
+
+// BenchmarkExecStatusRealAgent: `ssh -i key admin@127.0.0.1 -p PORT
+// ha_status` with the real OpenSSH client against `hactl console` in front of
+// a real agent (pair and witness, PostgreSQL running), as an operator's
+// script sees it.
+func BenchmarkExecStatusRealAgent(b *testing.B) {
+	l := hactltest.New(b, hactltest.Options{Witness: true})
+	l.Start(l.Names()...)
+	l.WaitFor(hactltest.Primary, "healthy pair", hactltest.Replicates(hactltest.Primary, hactltest.Secondary))
+	c := startConsole(b, l, hactltest.Primary)
+	ds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, errOut, code := c.ssh(b, "ha_status"); code != 0 {
+			b.Fatalf("ha_status: exit %d: %s", code, errOut)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(ds[len(ds)/2]), "ms-median/op")
+	b.ReportMetric(ms(ds[len(ds)*95/100]), "ms-p95/op")
 }
