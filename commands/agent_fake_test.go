@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hapair/hapair/hactl/hapb"
 )
@@ -314,4 +315,13 @@ func (s *session) exec() *session {
 func (s *session) run(t *testing.T, line string) int {
 	t.Helper()
 	return Builtin().Dispatch(context.Background(), s.env, line)
+}
+
+// PairingToken answers token, or opErr.
+func (f *fakeAgent) PairingToken(ctx context.Context, req *hapb.PairingTokenRequest) (*hapb.PairingTokenResponse, error) {
+	f.record("PairingToken", req)
+	if f.opErr != nil {
+		return nil, f.opErr
+	}
+	return &hapb.PairingTokenResponse{Token: "K7QF-M2XD-9WRT-B4NC-HPZE", ExpiresAt: timestamppb.New(fixtureNow.Add(15 * time.Minute))}, nil
 }

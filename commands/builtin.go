@@ -17,6 +17,7 @@ func Builtin() *Registry {
 		haMaintenance(),
 		haTeardown(),
 		haDeploy(),
+		haPairingToken(),
 		dashboardCommand(),
 		passwdCommand(),
 		exitCommand(),

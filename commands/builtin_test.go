@@ -26,7 +26,7 @@ var operatorCommands = []string{"dashboard", "exit", "ha_events", "ha_status", "
 func TestBuiltinRoles(t *testing.T) {
 	r := Builtin()
 	want := []string{"dashboard", "exit", "ha_cluster_start", "ha_cluster_stop", "ha_deploy", "ha_events",
-		"ha_maintenance", "ha_status", "ha_switchover", "ha_teardown", "help", "passwd"}
+		"ha_maintenance", "ha_pairing_token", "ha_status", "ha_switchover", "ha_teardown", "help", "passwd"}
 	if got := r.Names(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Names() = %q, want %q", got, want)
 	}

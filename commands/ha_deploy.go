@@ -57,7 +57,7 @@ func haDeploy() *Command {
 		Usage:   "ha_deploy [--peer-name N --peer IP:PORT --token T] [--vip IP] [flags]",
 		Help: "Run on the stand-alone node whose database is to be kept: it becomes the Active " +
 			"node and the other node is cloned from it as Standby (its old data kept aside). " +
-			"First get a one-time pairing token on the other node (hactl pairing-token there), " +
+			"First get a one-time pairing token on the other node (ha_pairing_token in that node's console, or hactl pairing-token there), " +
 			"and on the witness if there is one; then give the tokens here. Missing required " +
 			"values are asked for in the interactive console; in exec mode they must be flags.\n\n" +
 			"Every step is printed as the agent reports it. ^C stops following here; once the " +
