@@ -149,3 +149,29 @@ func TestOpenSSHExec(t *testing.T) {
 		t.Fatalf("ssh -W (direct-tcpip) worked:\n%s", out)
 	}
 }
+
+// The real OpenSSH client in interactive mode (-tt forces the pty-req): the
+// banner, the prompt, a command, exit.
+func TestOpenSSHInteractive(t *testing.T) {
+	bin := lookSSH(t)
+	ts := newTestServer(t)
+	dir := t.TempDir()
+	key := writeKeyPair(t, dir, "id")
+	pub, err := os.ReadFile(key + ".pub")
+	must(t, err)
+	_, err = ts.srv.Users().AddKey("oper", pub)
+	must(t, err)
+	cmd := exec.Command(bin, sshArgs(ts, knownHosts(t, ts, dir), "oper", []string{"-tt", "-i", key}, "")...)
+	cmd.Stdin = strings.NewReader("t_whoami\rha_cluster_stop\rexit\r")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ssh -tt: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"primary-node", "logged in as oper (operator)", Prompt, "user=oper role=operator",
+		"permission denied: ha_cluster_stop needs the admin role"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+}
