@@ -167,8 +167,15 @@ func TestLockoutMapIsBounded(t *testing.T) {
 	if locked, _ := l.locked("x"); locked {
 		t.Fatal("still locked after the lockout")
 	}
-	if l.size() >= 10 && false {
-		t.Fatal("unreachable")
+	// A flood of new sources does not free a locked-out one.
+	l.fail("y")
+	l.fail("y")
+	l.fail("y")
+	for i := 0; i < 100; i++ {
+		l.fail("flood-" + itoa(i))
+	}
+	if locked, _ := l.locked("y"); !locked {
+		t.Fatal("a flood of sources evicted a lockout")
 	}
 }
 

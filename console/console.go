@@ -275,29 +275,29 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { errc <- s.ssh.Serve(s.ln) }()
 	var err error
 	select {
-	case err = <-errc:
-		err = fmt.Errorf("console serve: %w", err)
+	case serr := <-errc:
+		errc <- serr // for phase 2
+		err = fmt.Errorf("console serve: %w", serr)
 	case <-ctx.Done():
 	}
-	// Phase 1: stop accepting, end sessions, drain.
+	// Phase 1: stop accepting, tell every session to end, wait for them.
 	s.mu.Lock()
 	s.draining = true
 	for _, cancel := range s.cancels {
 		cancel()
 	}
 	s.mu.Unlock()
-	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
-	defer cancel()
-	if serr := s.ssh.Shutdown(dctx); serr != nil && !errors.Is(serr, ssh.ErrServerClosed) {
-		s.log.Warn("console drain incomplete; closing connections", "err", serr)
+	_ = s.ln.Close()
+	if !waitGroup(&s.sessions, s.cfg.DrainTimeout) {
+		s.log.Warn("console drain incomplete; closing the connections")
 	}
-	// Phase 2: close what is left and wait for every session handler.
+	// Phase 2: close every connection (clients may keep theirs open after
+	// their sessions ended) and wait for the handlers once more.
 	_ = s.ssh.Close()
-	done := make(chan struct{})
-	go func() { s.sessions.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.DrainTimeout):
+	if serr := <-errc; serr != nil && !errors.Is(serr, ssh.ErrServerClosed) && !errors.Is(serr, net.ErrClosed) && err == nil {
+		err = fmt.Errorf("console serve: %w", serr)
+	}
+	if !waitGroup(&s.sessions, s.cfg.DrainTimeout) {
 		s.log.Warn("console: session handlers still running after close")
 	}
 	if s.conn != nil {
@@ -308,6 +308,20 @@ func (s *Server) Serve(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// waitGroup waits for wg up to d and reports whether it finished.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // EnsureAdmin prepares a store on first start: when it has no user yet, it

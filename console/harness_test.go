@@ -125,6 +125,7 @@ type testServer struct {
 	adminPW  string
 	operPW   string
 	clock    *fakeClock
+	stop     func() error // ends Serve (once) and returns its error
 }
 
 type fakeClock struct {
@@ -228,9 +229,17 @@ func newTestServer(t testing.TB, opts ...serverOpt) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
+	var once sync.Once
+	var serveErr error
+	ts.stop = func() error {
+		once.Do(func() {
+			cancel()
+			serveErr = <-done
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := ts.stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})

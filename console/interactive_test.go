@@ -177,3 +177,23 @@ func TestWindowChangeDrained(t *testing.T) {
 	tm.expect(Prompt)
 	_ = gossh.TerminalModes{}
 }
+
+// Stopping the server ends interactive sessions with a notice, cancels a
+// running command, and Serve returns nil.
+func TestShutdownEndsSessions(t *testing.T) {
+	ts := newTestServer(t)
+	tm := openTerm(t, ts.admin(t), 80, 24)
+	tm.expect(Prompt)
+	tm.send("t_wait\r")
+	tm.expect("waiting")
+	idle := openTerm(t, ts.admin(t), 80, 24)
+	idle.expect(Prompt)
+	if err := ts.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	tm.expect("cancelled")
+	idle.expect("The console is shutting down.")
+	if _, err := ts.dial("admin", gossh.PublicKeys(ts.adminKey)); err == nil {
+		t.Fatal("a new connection after the stop")
+	}
+}

@@ -89,7 +89,8 @@ func (l *lockout) expired(f *failures, now time.Time) bool {
 }
 
 // makeRoom drops expired entries when the map is full, and then the entry
-// whose last failure is oldest. Called with mu held.
+// whose last failure is oldest, sparing locked-out sources while it can.
+// Called with mu held.
 func (l *lockout) makeRoom(now time.Time) {
 	if len(l.sources) < l.maxEntries {
 		return
@@ -100,11 +101,14 @@ func (l *lockout) makeRoom(now time.Time) {
 		}
 	}
 	for len(l.sources) >= l.maxEntries {
+		// The stalest source that is not locked out goes first.
 		var oldest string
 		var at time.Time
+		var oldestLocked bool
 		for k, f := range l.sources {
-			if oldest == "" || f.last.Before(at) {
-				oldest, at = k, f.last
+			locked := now.Before(f.lockedUntil)
+			if oldest == "" || (oldestLocked && !locked) || (locked == oldestLocked && f.last.Before(at)) {
+				oldest, at, oldestLocked = k, f.last, locked
 			}
 		}
 		delete(l.sources, oldest)
