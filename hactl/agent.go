@@ -77,10 +77,11 @@ type Agent struct {
 	system       *hapb.SystemStatus
 	lastRole     hapb.DatabaseRole
 	peerWasUp    bool
-	primaryLSN   uint64    // last WAL position the Active node announced
-	primarySync  string    // its synchronous standby, as it announced
-	primaryAt    time.Time // when
-	peerLostAt   time.Time // when the peer's replication was last seen missing (sync mode)
+	askCancel    context.CancelFunc // ends a reconcile pass's question to the Active node (askContext)
+	primaryLSN   uint64             // last WAL position the Active node announced
+	primarySync  string             // its synchronous standby, as it announced
+	primaryAt    time.Time          // when
+	peerLostAt   time.Time          // when the peer's replication was last seen missing (sync mode)
 	syncDegraded bool
 	// notStreamingSince: when this standby was last seen not streaming.
 	notStreamingSince time.Time

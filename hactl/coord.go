@@ -101,8 +101,13 @@ func (a *Agent) initialState() (*cluster.State, error) {
 // the VIP), retrying while it leads; on losing it revokes (release the VIP,
 // stop writing). raft's notifications come on the node's own channel.
 func (a *Agent) leaderLoop(ctx context.Context) {
-	retry := time.NewTicker(time.Second)
+	retry := time.NewTimer(time.Second)
 	defer retry.Stop()
+	// busy counts establish attempts in a row that found the operation lock
+	// taken: right after winning, a reconcile pass may hold it a moment
+	// longer (its question to the lost Active node was just cancelled), so
+	// the first retries come every 20 ms instead of every second.
+	busy := 0
 	for {
 		// The node may be replaced (forced takeover) or gone (teardown).
 		n := a.raftNode()
@@ -114,47 +119,60 @@ func (a *Agent) leaderLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case leader := <-leaderCh:
+			busy = 0
 			if leader {
 				a.leaderSince.Store(time.Now().UnixNano())
 				a.log.Info("won leadership")
-				a.establish(ctx)
+				a.endAsk()
+				if a.establish(ctx) {
+					busy++
+				}
 			} else {
 				a.log.Info("lost leadership")
 				a.stepDown(ctx, "lost leadership")
 			}
 		case <-retry.C:
-			if n == nil {
-				continue
-			}
-			if n.IsLeader() && !a.established.Load() {
-				a.establish(ctx)
-			} else if !n.IsLeader() && a.established.Load() {
+			switch {
+			case n == nil:
+			case n.IsLeader() && !a.established.Load():
+				if a.establish(ctx) {
+					busy++
+				} else {
+					busy = 0
+				}
+			case !n.IsLeader() && a.established.Load():
 				a.stepDown(ctx, "no longer leader")
 			}
 		}
+		next := time.Second
+		if busy > 0 && busy <= 50 {
+			next = 20 * time.Millisecond
+		}
+		retry.Reset(next)
 	}
 }
 
 // establish makes the leader Active, Consul-style: barrier, decide, then the
 // side effects; if they fail, revoke and hand leadership on.
-func (a *Agent) establish(ctx context.Context) {
+// It reports busy when the operation lock was taken, so nothing was done.
+func (a *Agent) establish(ctx context.Context) (busy bool) {
 	n := a.raftNode()
 	if n == nil || a.established.Load() || a.planned.Load() {
-		return
+		return false
 	}
 	if !a.opMu.TryLock() {
-		return // an operation is running; the retry ticker comes back
+		return true // an operation is running; the leader loop comes back
 	}
 	defer a.opMu.Unlock()
 	if err := n.Barrier(5 * time.Second); err != nil {
 		a.log.Warn("barrier failed", "err", err)
-		return
+		return false
 	}
 	st := n.State()
 	if st.ID == "" {
 		if a.cfg.Bootstrap != BootstrapPrimary {
 			a.handOn("the cluster is not formed yet and this node does not form it")
-			return
+			return false
 		}
 		init, err := a.initialState()
 		if err == nil {
@@ -162,26 +180,26 @@ func (a *Agent) establish(ctx context.Context) {
 		}
 		if err != nil {
 			a.log.Warn("form cluster", "err", err)
-			return
+			return false
 		}
 		st = n.State()
 	}
 	if st.TornDown {
-		return
+		return false
 	}
 	me, _ := st.Member(a.cfg.NodeName)
 	switch {
 	case a.cfg.IsWitness():
 		a.handOn("the witness never holds the Active role")
-		return
+		return false
 	case me.Stopped:
 		a.handOn("cluster services are stopped on this node")
-		return
+		return false
 	}
 	db, err := a.pg.Status(ctx)
 	if err != nil {
 		a.log.Warn("establish: database status", "err", err)
-		return
+		return false
 	}
 	first := st.Active == "" && st.Epoch == 0 && a.cfg.Bootstrap == BootstrapPrimary
 	current := st.Active == a.cfg.NodeName && (st.Handover == nil || st.Handover.Epoch != st.Epoch)
@@ -190,10 +208,10 @@ func (a *Agent) establish(ctx context.Context) {
 		// promoted since), or the first one: bring it back (a reboot).
 		if err := a.pg.Start(ctx); err != nil {
 			a.fail("start", err)
-			return
+			return false
 		}
 		if db, err = a.pg.Status(ctx); err != nil {
-			return
+			return false
 		}
 	}
 	switch {
@@ -203,37 +221,37 @@ func (a *Agent) establish(ctx context.Context) {
 		// The first primary of a new cluster.
 		if err := a.apply(ctx, cluster.Command{Type: cluster.CmdPromoted, Node: a.cfg.NodeName, Epoch: 1}); err != nil {
 			a.log.Warn("claim epoch 1", "err", err)
-			return
+			return false
 		}
 	case db.Role == pg.RoleStandby:
 		if st.Maintenance && (st.Handover == nil || st.Handover.To != a.cfg.NodeName) {
 			a.events.add(a.cfg.NodeName, "maintenance", "leader in maintenance mode: not promoting automatically")
-			return
+			return false
 		}
 		if err := a.mayPromote(ctx, st, db); err != nil {
 			a.apply(ctx, cluster.Command{Type: cluster.CmdEvent, Kind: "promotion", Detail: a.cfg.NodeName + " will not promote: " + err.Error()})
 			a.handOn(err.Error())
-			return
+			return false
 		}
 		if err := a.apply(ctx, cluster.Command{Type: cluster.CmdPromoted, Node: a.cfg.NodeName, Epoch: st.Epoch + 1}); err != nil {
 			a.log.Warn("claim epoch", "epoch", st.Epoch+1, "err", err)
-			return
+			return false
 		}
 		if err := a.pg.Promote(ctx); err != nil {
 			a.fail("promote", err)
 			a.revoke(ctx, "promotion failed")
 			a.handOn("promotion failed")
-			return
+			return false
 		}
 	default:
 		a.handOn(fmt.Sprintf("this node's database is %v and cannot become the primary", db.Role))
-		return
+		return false
 	}
 	if err := a.takeVIP(ctx); err != nil {
 		a.fail("take vip", err)
 		a.revoke(ctx, "could not take the VIP")
 		a.handOn("could not take the VIP")
-		return
+		return false
 	}
 	a.ensurePeerSlot(ctx, n.State())
 	a.established.Store(true)
@@ -243,6 +261,7 @@ func (a *Agent) establish(ctx context.Context) {
 	// the first writes on the new primary.
 	a.log.Info("active", "epoch", n.State().Epoch)
 	a.kickSampler()
+	return false
 }
 
 // mayPromote decides (decidePromotion) whether this standby may become the
@@ -500,6 +519,33 @@ func (a *Agent) viaLeader(ctx context.Context, call func(context.Context, hapb.P
 	return fmt.Errorf("through the leader: %w", lastErr)
 }
 
+// askContext returns a context for a reconcile pass's question to the
+// Active node, which endAsk ends: a question to a lost Active node waits
+// for its timeout (seconds) while holding the operation lock, which a node
+// that just won leadership needs to promote.
+func (a *Agent) askContext(ctx context.Context) (context.Context, func()) {
+	actx, cancel := context.WithCancel(ctx)
+	a.mu.Lock()
+	a.askCancel = cancel
+	a.mu.Unlock()
+	return actx, func() {
+		a.mu.Lock()
+		a.askCancel = nil
+		a.mu.Unlock()
+		cancel()
+	}
+}
+
+// endAsk ends the reconcile pass's question to the Active node, if one is
+// being asked (leadership was won: the answer no longer matters).
+func (a *Agent) endAsk() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.askCancel != nil {
+		a.askCancel()
+	}
+}
+
 // reconcileLoop keeps this node's database and VIP where the cluster
 // decided, level-triggered: on every applied entry and every second.
 func (a *Agent) reconcileLoop(ctx context.Context) {
@@ -692,7 +738,12 @@ func (a *Agent) followActive(ctx context.Context, active string, db pg.Status) e
 		}
 		stuck := !a.notStreamingSince.IsZero() && time.Since(a.notStreamingSince) > stuckStandby
 		a.mu.Unlock()
-		src, err := a.replicationSource(ctx, active)
+		actx, done := a.askContext(ctx)
+		src, err := a.replicationSource(actx, active)
+		done()
+		if err != nil && actx.Err() != nil && ctx.Err() == nil {
+			return nil // this node won leadership meanwhile: nothing to follow
+		}
 		if err != nil {
 			return err
 		}
