@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/vishvananda/netns"
 
 	"github.com/hapair/hapair/hactl/hactltest"
@@ -31,7 +31,7 @@ func clientQuery(l *hactltest.Lab, dsnPassword, sql string) (string, error) {
 // startWriterIn runs the registering client (see writer) inside a lab host:
 // its goroutine is locked to a thread switched into that network namespace,
 // so its connections leave from 198.18.0.100 like a real client's.
-func startWriterIn(t *testing.T, nsName, dsn string) *writer {
+func startWriterIn(t testing.TB, nsName, dsn string) *writer {
 	t.Helper()
 	w := &writer{dsn: dsn, stop: make(chan struct{}), done: make(chan struct{}), errs: map[string]int{}}
 	ready := make(chan error, 1)
@@ -67,69 +67,47 @@ func startWriterIn(t *testing.T, nsName, dsn string) *writer {
 	return w
 }
 
+// netPair starts the namespace lab's three agents, waits until
+// primary-node is Active and streams to secondary-node, and creates the
+// application role; it returns the lab and the role's password.
+func netPair(tb testing.TB) (*hactltest.Lab, string) {
+	tb.Helper()
+	l := hactltest.NewNet(tb, hactltest.NetOptions{})
+	l.Start("witness", "primary-node", "secondary-node")
+	l.WaitFor("primary-node", "primary-node Active in the lab", hactltest.ActiveIs("primary-node"))
+	l.WaitFor("secondary-node", "replication over the lab", hactltest.Replicates("primary-node", "secondary-node"))
+	cfg, err := pgx.ParseConfig(appUser(tb, l, "primary-node"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l, cfg.Password
+}
+
+// appDSN is the application's DSN through the VIP, as the client host uses it.
+func appDSN(l *hactltest.Lab, pw string) string {
+	return fmt.Sprintf("host=%s port=5432 user=app password=%s dbname=postgres sslmode=disable connect_timeout=2", l.VIP(), pw)
+}
+
+// samplerSawThePair fails the test if the lab's split-brain sampler never
+// saw a VIP holder or a writable database: its checks would then prove
+// nothing.
+func samplerSawThePair(t *testing.T, l *hactltest.Lab) {
+	t.Helper()
+	if st := l.SamplerStats(); st.VIPHeld == 0 || st.Writable == 0 {
+		t.Errorf("the sampler never saw the VIP held or a writable database: %v", st)
+	}
+}
+
 // TestNetLabVIPMoves runs the pair in the namespace lab: a client on
 // 198.18.0.100 reaches the Active node through 198.18.0.12; a planned stop
 // moves the address, the client's neighbour table learns the new MAC, the old
 // node no longer has it; cutting only the heartbeat link changes nothing.
-// All along, a sampler checks every 50 ms that no two hosts hold the VIP.
+// All along, the lab's sampler checks every 50 ms that no two hosts hold the
+// VIP and no two databases accept writes.
 func TestNetLabVIPMoves(t *testing.T) {
-	l := newNetLab(t)
-	for _, n := range []string{"witness", "primary-node", "secondary-node"} {
-		l.Start(n)
-	}
-	l.WaitFor("primary-node", "primary-node Active in the lab", hactltest.ActiveIs("primary-node"))
-	l.WaitFor("secondary-node", "replication over the lab", hactltest.Replicates("primary-node", "secondary-node"))
+	l, pw := netPair(t)
+	defer samplerSawThePair(t, l)
 
-	// The sampler: never two holders of the VIP.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var overlaps, samples int
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < 20000; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			a, b := l.HoldsVIP("primary-node"), l.HoldsVIP("secondary-node")
-			mu.Lock()
-			samples++
-			if a && b {
-				overlaps++
-			}
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		close(stop)
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		t.Logf("VIP sampler: %d samples, %d with two holders", samples, overlaps)
-		if overlaps > 0 {
-			t.Errorf("two hosts held the VIP at once in %d of %d samples", overlaps, samples)
-		}
-	}()
-
-	pw := "lab-" + fmt.Sprint(time.Now().UnixNano())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	conn, err := l.Controller("primary-node").Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"CREATE ROLE app LOGIN PASSWORD '" + pw + "'", "CREATE TABLE accounts (name text)",
-		"CREATE TABLE registrations (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())", "GRANT ALL ON accounts, registrations TO app"} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	conn.Close(ctx)
-	cancel()
 	// cluster_name is the node's name: which node answered through the VIP.
 	if got, err := clientQuery(l, pw, "SELECT current_setting('cluster_name')"); err != nil || got != "primary-node" {
 		t.Fatalf("from the client, the VIP reaches %q (%v), want primary-node", got, err)
@@ -138,7 +116,7 @@ func TestNetLabVIPMoves(t *testing.T) {
 	// Planned stop: the VIP moves to the secondary, with a client writing
 	// every 10 ms from the client host.
 	clientNS := l.ClientNamespace()
-	w := startWriterIn(t, clientNS, fmt.Sprintf("host=%s port=5432 user=app password=%s dbname=postgres sslmode=disable connect_timeout=2", l.VIP(), pw))
+	w := startWriterIn(t, clientNS, appDSN(l, pw))
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	if _, err := hactltest.RunOp(t, stopOp(l.Client("primary-node"))); err != nil {
@@ -156,6 +134,7 @@ func TestNetLabVIPMoves(t *testing.T) {
 		t.Fatalf("registrations 1..%d on the new Active node: %q (%v): acknowledged writes lost", last, n, err)
 	}
 	var got string
+	var err error
 	for i := 0; i < 300; i++ {
 		got, err = clientQuery(l, pw, "INSERT INTO accounts VALUES ('TEST') RETURNING current_setting('cluster_name')")
 		if err == nil {
@@ -199,4 +178,149 @@ func TestNetLabVIPMoves(t *testing.T) {
 	if s.GetCluster().GetActiveNode() != "secondary-node" || !l.HoldsVIP("secondary-node") {
 		t.Fatalf("after cutting the heartbeat link: active %q, VIP on secondary %v; want no failover", s.GetCluster().GetActiveNode(), l.HoldsVIP("secondary-node"))
 	}
+}
+
+// setLinks sets both links of name's host up or down: eth0 (the public
+// network, which clients use) first, then eth1 (the heartbeat link). It
+// returns when eth0 changed: the moment of the fault for a client.
+func setLinks(l *hactltest.Lab, name string, up bool) time.Time {
+	l.SetLink(name, "eth0", up)
+	at := time.Now()
+	l.SetLink(name, "eth1", up)
+	return at
+}
+
+// linksCut is what one cut of the Active node's links showed.
+type linksCut struct {
+	toTakeover   time.Duration // fault -> the new Active node seen holding the VIP (100 ms polling)
+	toFirstWrite time.Duration // fault -> acknowledgement of the client's first write tried after it, through the VIP
+}
+
+// cutActiveLinks cuts both links of active's host while w writes through
+// the VIP, waits until standby took over and the client wrote again, and
+// checks that the old Active node dropped the VIP and stopped accepting
+// writes. It leaves the links cut.
+func cutActiveLinks(tb testing.TB, l *hactltest.Lab, w *writer, active, standby string) linksCut {
+	tb.Helper()
+	p := probe{w}
+	t0 := setLinks(l, active, false)
+	l.WaitFor(standby, standby+" takes over, "+active+" cut off", func(s *hapb.Snapshot) bool {
+		return s.GetCluster().GetActiveNode() == standby && s.GetLocal().GetHoldsVip() &&
+			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
+	})
+	c := linksCut{toTakeover: time.Since(t0)}
+	// The new Active node holds the VIP: the old one must have dropped it
+	// and stopped writing before (read from the systems, not the agents).
+	if l.HoldsVIP(active) {
+		tb.Errorf("%s still has the VIP on eth0 while %s holds it", active, standby)
+	}
+	if l.Writable(active) {
+		tb.Errorf("%s's database still accepts writes while %s is Active", active, standby)
+	}
+	if !l.HoldsVIP(standby) {
+		tb.Errorf("%s's agent says it holds the VIP, its eth0 does not have it", standby)
+	}
+	for deadline := time.Now().Add(30 * time.Second); p.firstWriteAfter(t0) < 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.toFirstWrite = p.firstWriteAfter(t0)
+	if c.toFirstWrite < 0 {
+		w.mu.Lock()
+		errs := fmt.Sprint(w.errs)
+		w.mu.Unlock()
+		tb.Fatalf("the client wrote nothing through the VIP for 30 s after %s's links were cut; its errors: %s", active, errs)
+	}
+	return c
+}
+
+// restoreLinks brings active's links back and waits until it is a Standby
+// streaming from the new Active node.
+func restoreLinks(tb testing.TB, l *hactltest.Lab, old, active string) {
+	tb.Helper()
+	setLinks(l, old, true)
+	l.WaitFor(old, old+" rejoins as Standby", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDBY && !s.GetLocal().GetHoldsVip() &&
+			s.GetLocal().GetDatabase().GetWalReceiver().GetStatus() == "streaming"
+	})
+	l.WaitFor(active, "replication "+active+" ==> "+old, hactltest.Replicates(active, old))
+}
+
+// TestNetLabActiveLinksCut cuts both links of the Active node's host
+// (public and heartbeat), witness present: the secondary takes over; the
+// old Active node dropped the VIP and stopped accepting writes (read from
+// its namespace and its database); a client in the client host writing
+// every 10 ms through the VIP reaches the new Active node. When the links
+// are back, the old node rejoins as Standby. The time from the cut to the
+// client's first acknowledged write is logged (BenchmarkNetLabActiveLinksCut
+// measures it).
+func TestNetLabActiveLinksCut(t *testing.T) {
+	l, pw := netPair(t)
+	defer samplerSawThePair(t, l)
+	w := startWriterIn(t, l.ClientNamespace(), appDSN(l, pw))
+	time.Sleep(500 * time.Millisecond)
+
+	c := cutActiveLinks(t, l, w, "primary-node", "secondary-node")
+	t.Logf("lab, both links of the Active node cut: takeover seen after %v, client's first write through the VIP after %v",
+		c.toTakeover.Round(time.Millisecond), c.toFirstWrite.Round(time.Millisecond))
+	var got string
+	var err error
+	for i := 0; i < 300; i++ {
+		got, err = clientQuery(l, pw, "INSERT INTO accounts VALUES ('AFTER-CUT') RETURNING current_setting('cluster_name')")
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != "secondary-node" {
+		t.Fatalf("after the cut the client's write went to %q (%v), want secondary-node", got, err)
+	}
+	// Still cut off a while later: the old node has not come back by itself.
+	time.Sleep(2 * time.Second)
+	if l.HoldsVIP("primary-node") || l.Writable("primary-node") {
+		t.Fatalf("the cut-off node holds the VIP (%v) or accepts writes (%v)", l.HoldsVIP("primary-node"), l.Writable("primary-node"))
+	}
+
+	restoreLinks(t, l, "primary-node", "secondary-node")
+	acked, _ := w.finish()
+	lost := lostOn(t, l, "secondary-node", acked)
+	t.Logf("lab, links cut: %d registrations acknowledged, %d of them missing on the new Active node (asynchronous replication); client errors: %v",
+		len(acked), lost, w.errs)
+	if len(acked) < 20 {
+		t.Fatalf("the client in the lab got only %d acknowledged writes; errors %v", len(acked), w.errs)
+	}
+	if got, err := clientQuery(l, pw, "SELECT current_setting('cluster_name')"); err != nil || got != "secondary-node" {
+		t.Fatalf("after the old Active node rejoined, the VIP reaches %q (%v), want secondary-node", got, err)
+	}
+}
+
+// lostOn counts acknowledged registrations missing on name's database,
+// read over its unix socket.
+func lostOn(tb testing.TB, l *hactltest.Lab, name string, acked []int64) int {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := l.Controller(name).Connect(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT id FROM registrations")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	present := map[int64]bool{}
+	for _, id := range ids {
+		present[id] = true
+	}
+	lost := 0
+	for _, id := range acked {
+		if !present[id] {
+			lost++
+		}
+	}
+	return lost
 }

@@ -92,6 +92,7 @@ type writer struct {
 	mu       sync.Mutex
 	acked    []int64
 	ackTimes []time.Time
+	tryTimes []time.Time // when the try that got each acknowledgement began (its connect included)
 	lastAck  time.Time
 	gaps     []time.Duration // write unavailability per outage
 	errs     map[string]int  // errors seen, by message
@@ -120,6 +121,7 @@ func (w *writer) run() {
 			return
 		case <-tick.C:
 		}
+		try := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if conn == nil {
 			c, err := pgx.Connect(ctx, w.dsn)
@@ -152,6 +154,7 @@ func (w *writer) run() {
 		w.lastAck = now
 		w.acked = append(w.acked, next)
 		w.ackTimes = append(w.ackTimes, now)
+		w.tryTimes = append(w.tryTimes, try)
 		w.mu.Unlock()
 		next++
 	}

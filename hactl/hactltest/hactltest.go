@@ -12,7 +12,7 @@
 //
 // Every process a lab starts is stopped by its PID when the test ends, and
 // on failure the lab logs the tail of each member's agent and PostgreSQL
-// logs. The hactl binary is built once per test binary (see BuildHactl and
+// logs; with HAPAIR_LAB_LOGS=dir it copies the agents' whole logs there. The hactl binary is built once per test binary (see BuildHactl and
 // Main).
 //
 // A Lab is driven by its test's goroutine: its methods are not safe for
@@ -117,6 +117,7 @@ type Lab struct {
 	// ns, when set, is the network namespace each member runs in.
 	ns       map[string]string
 	clientNS string
+	sampler  *sampler // namespace labs only
 }
 
 // Loopback addresses of New's members: the reference deployment's last
@@ -433,11 +434,29 @@ func (l *Lab) cleanup() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	if dir := os.Getenv("HAPAIR_LAB_LOGS"); dir != "" {
+		l.keepLogs(dir)
+	}
 	if l.t.Failed() {
 		for _, name := range l.names {
 			l.t.Logf("---- last lines of %s's agent log ----\n%s", name, tail(l.LogPath(name), 60))
 			l.t.Logf("---- last lines of %s's PostgreSQL log ----\n%s", name,
 				tail(filepath.Join(l.cfgs[name].StateDir, "pg", "log", "postgresql.log"), 30))
+		}
+	}
+}
+
+// keepLogs copies every member's agent log into dir, as
+// <test>-<member>.log, for a look after the test (HAPAIR_LAB_LOGS=dir).
+func (l *Lab) keepLogs(dir string) {
+	test := strings.NewReplacer("/", "_", " ", "_").Replace(l.t.Name())
+	for _, name := range l.names {
+		b, err := os.ReadFile(l.LogPath(name))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, test+"-"+name+".log"), b, 0o600)
+		}
+		if err != nil {
+			l.t.Logf("keep %s's log: %v", name, err)
 		}
 	}
 }

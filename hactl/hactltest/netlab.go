@@ -2,6 +2,7 @@ package hactltest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/hapair/hapair/hactl"
 	"github.com/hapair/hapair/hactl/pg/pgtest"
@@ -74,6 +79,10 @@ func NewNet(tb testing.TB, o NetOptions) *Lab {
 		}
 		return nil
 	}
+	// One lab per prefix on the machine at a time: lab.sh up removes a
+	// running lab's namespaces as leftovers. Released when the test ends,
+	// after the namespaces are gone (cleanups run last-registered first).
+	tb.Cleanup(lockLab(tb, o.Prefix))
 	if err := run("up"); err != nil {
 		tb.Fatal(err)
 	}
@@ -111,6 +120,10 @@ func NewNet(tb testing.TB, o NetOptions) *Lab {
 		}
 		l.member(c, ips...)
 	}
+	l.startSampler()
+	// Registered before the agents' cleanup, so it runs after it: the
+	// sampler watches the agents stop too.
+	tb.Cleanup(func() { l.checkSampler(tb) })
 	tb.Cleanup(l.cleanup)
 	return l
 }
@@ -148,4 +161,68 @@ func moduleRoot() (string, error) {
 		return "", fmt.Errorf("find the module root: not inside a module")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// SetLink sets the network interface dev ("eth0": the public network;
+// "eth1": the heartbeat link) of name's host up or down with netlink, as a
+// cable plugged in or pulled out; it returns when the kernel has done it.
+func (l *Lab) SetLink(name, dev string, up bool) {
+	l.t.Helper()
+	if err := setLink(l.ns[name], dev, up); err != nil {
+		l.t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func setLink(ns, dev string, up bool) error {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", ns, err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", ns, err)
+	}
+	defer nl.Close()
+	link, err := nl.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("link %s in %s: %w", dev, ns, err)
+	}
+	if up {
+		err = nl.LinkSetUp(link)
+	} else {
+		err = nl.LinkSetDown(link)
+	}
+	if err != nil {
+		return fmt.Errorf("set link %s in %s up=%v: %w", dev, ns, up, err)
+	}
+	return nil
+}
+
+// lockLab takes an exclusive lock on the lab prefix, shared by every process
+// on the machine (a file lock in the temporary directory), waiting at most
+// 10 minutes for another test binary's lab; it returns the unlock.
+func lockLab(tb testing.TB, prefix string) func() {
+	tb.Helper()
+	path := filepath.Join(os.TempDir(), "hapair-netlab-"+prefix+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		tb.Fatalf("lab lock: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for logged := false; ; {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			tb.Fatalf("lab lock %s: %v", path, err)
+		}
+		if !logged {
+			tb.Logf("waiting for another test's lab %q (lock %s)", prefix, path)
+			logged = true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
