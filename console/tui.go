@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 // ackFallback bounds how long the full-screen program's input waits for the
 // model to have handled the previous keystroke.
-const ackFallback = 200 * time.Millisecond
+const ackFallback = time.Second
 
 // teaInput is the full-screen program's view of the session's input queue.
 // It hands out one keystroke per Read and the next one only once the model
@@ -195,7 +196,21 @@ func (m *leaveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	}
 	var cmd tea.Cmd
 	m.inner, cmd = m.inner.Update(msg)
+	if fromInputNotKey(msg) {
+		m.in.ack()
+	}
 	return m, cmd
+}
+
+// fromInputNotKey reports whether msg is what bubbletea makes of input
+// bytes that are not a key or a mouse event (focus, unknown sequences).
+func fromInputNotKey(msg tea.Msg) bool {
+	switch msg.(type) {
+	case tea.FocusMsg, tea.BlurMsg:
+		return true
+	}
+	t := reflect.TypeOf(msg)
+	return isTeaInternal(msg) && t != nil && strings.HasPrefix(t.Name(), "unknown")
 }
 
 // keyResult handles what a keystroke's command gave: leaving, more commands

@@ -95,7 +95,7 @@ func TestDashboardResizeAndIdle(t *testing.T) {
 	var mu sync.Mutex
 	var keys []string
 	ts := newTestServer(t, withTiny(func() tea.Msg { return LeaveMsg{} }, &keys, &mu),
-		func(c *Config, d *Deps) { c.IdleTimeout = 2 * time.Second })
+		func(c *Config, d *Deps) { c.IdleTimeout = 4 * time.Second })
 	tm := openTerm(t, ts.admin(t), 80, 24)
 	tm.expect(Prompt)
 	tm.send("dashboard\r")
