@@ -10,16 +10,17 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := $(CURDIR)/.tools
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test test-unit demo proto lint bench deps check-pg clean
+.PHONY: all build test test-unit demo proto lint bench deps check-deps clean
 
 all: build
 
-## deps: check or install what building and testing need (Go modules, PostgreSQL 15).
-deps: check-pg
+## deps: check or install what building and testing need (Go modules,
+## PostgreSQL 15, the OpenSSH client).
+deps: check-deps
 	$(GO) mod download
 
-check-pg:
-	@scripts/ensure-deps.sh postgres
+check-deps:
+	@scripts/ensure-deps.sh postgres ssh
 
 build:
 	@mkdir -p $(BIN)

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Checks for (and, as root, installs) the system packages hapair needs.
-#   ensure-deps.sh postgres   PostgreSQL 15 server binaries, and the OpenSSH
-#                             client (what `make deps`, hence `make test` and
-#                             `make demo`, need: the console's tests and the
-#                             demo's smoke check drive the real ssh)
+#   ensure-deps.sh postgres   PostgreSQL 15 server binaries
 #   ensure-deps.sh protoc     the protobuf compiler (for `make proto`)
-#   ensure-deps.sh ssh        the OpenSSH client and ssh-keygen alone
+#   ensure-deps.sh ssh        the OpenSSH client and ssh-keygen (the console's
+#                             tests and the demo's smoke check drive the real ssh)
+# `make deps` (hence `make test` and `make demo`) asks for postgres and ssh.
 set -euo pipefail
 
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
@@ -34,7 +33,6 @@ ensure_ssh() {
 for what in "$@"; do
   case "$what" in
     postgres)
-      ensure_ssh
       if [ ! -x "$PG_BINDIR/postgres" ] || [ ! -x "$PG_BINDIR/pg_basebackup" ] || [ ! -x "$PG_BINDIR/pg_rewind" ]; then
         apt_install postgresql-15
         # The Debian package starts a default cluster; hapair runs its own.
