@@ -124,8 +124,8 @@ func TestNetLabVIPMoves(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	acked, gaps := w.finish()
-	t.Logf("lab, planned stop: %d registrations acknowledged, write unavailability %v (longest gap around the stop: %v); client errors: %v",
-		len(acked), gaps, outage(w.ackTimes, start, time.Now()).Round(time.Millisecond), w.errs)
+	t.Logf("lab, planned stop: %d registrations acknowledged, write unavailability %v (longest gap around the stop: %v; longest single try, connect included: %v); client errors: %v",
+		len(acked), gaps, outage(w.ackTimes, start, time.Now()).Round(time.Millisecond), probe{w}.longestTry(start, time.Now()).Round(time.Millisecond), w.errs)
 	if len(acked) < 20 {
 		t.Fatalf("the client in the lab got only %d acknowledged writes; errors %v", len(acked), w.errs)
 	}
