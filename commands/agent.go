@@ -123,7 +123,9 @@ func runOperation(ctx context.Context, env *Env, op operation) int {
 	if op.after != "" && !sawStep(res, op.after) {
 		fmt.Fprintln(env.Stdout, op.after)
 	}
-	fmt.Fprintf(env.Stdout, "Done in %s.\n", view.FormatDuration(time.Since(start)))
+	// Milliseconds, as the agent gives its own times ("in 471ms"): the
+	// operator compares the two.
+	fmt.Fprintf(env.Stdout, "Done in %s.\n", time.Since(start).Round(time.Millisecond))
 	return ExitOK
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/hapair/hapair/hactl/hapb"
 )
 
-var doneIn = regexp.MustCompile(`(?m)^Done in [0-9]+(\.[0-9])?[a-z0-9]*s\.$`)
+var doneIn = regexp.MustCompile(`(?m)^Done in ([0-9]+ms|[0-9]+(\.[0-9]{1,3})?s|[0-9]+m[0-9.]+s)\.$`)
 
 // operatorCommands are the commands the operator role may run; every other
 // one needs the admin role.

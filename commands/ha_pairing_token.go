@@ -11,7 +11,7 @@ import (
 func haPairingToken() *Command {
 	return &Command{
 		Name:    "ha_pairing_token",
-		Summary: "On a stand-alone node: a one-time token for ha_deploy on the other node",
+		Summary: "Make a one-time token for ha_deploy on the other node",
 		Usage:   "ha_pairing_token",
 		Help: "Makes a one-time pairing token on this stand-alone node (or witness). Read it " +
 			"to the operator of the other node, who passes it to ha_deploy there: the two " +
