@@ -49,6 +49,12 @@ type NetOptions struct {
 // 198.18.0.12/24 is held on eth0 with netlink and ARP, and a client host at
 // ClientIP (ClientNamespace) reaches it. The namespaces are torn down when
 // the test ends, after the agents stop. It skips, saying so, when not root.
+//
+// From NewNet until the agents have stopped, a sampler checks every
+// SampleInterval that no two hosts hold the VIP and no two databases accept
+// writes; any overlap fails the test (SamplerStats tells what it saw). Only
+// one lab per prefix runs on a machine at a time: NewNet waits (bounded) for
+// another test binary's.
 func NewNet(tb testing.TB, o NetOptions) *Lab {
 	tb.Helper()
 	if os.Geteuid() != 0 {
