@@ -337,8 +337,9 @@ func (l *Lab) PID(name string) int {
 	return 0
 }
 
-// Stop ends names' agents gracefully (SIGTERM: each stops its PostgreSQL),
-// killing one that has not exited after 90 s (and failing the test).
+// Stop ends names' agents gracefully (SIGTERM: each stops its PostgreSQL;
+// a frozen agent gets SIGCONT first), killing one that has not exited after
+// 90 s (and failing the test).
 func (l *Lab) Stop(names ...string) {
 	for _, n := range names {
 		l.stop(n)
