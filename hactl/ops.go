@@ -310,8 +310,8 @@ func (s *agentServer) ClusterStart(_ *hapb.ClusterStartRequest, stream hapb.Agen
 	if err := a.followActive(ctx, st.Active, db); err != nil {
 		return status.Errorf(codes.Internal, "follow %s: %v", st.Active, err)
 	}
-	if err := a.waitStreaming(ctx, 60*time.Second); err != nil {
-		return status.Errorf(codes.DeadlineExceeded, "%v", err)
+	if err := a.waitStreamingTo(ctx, st.Active); err != nil {
+		return err
 	}
 	p.step("Replication %s ==> %s streaming", st.Active, a.cfg.NodeName)
 	p.done("Cluster services started on %s in %s: Standby of %s.", a.cfg.NodeName, time.Since(p.start).Round(time.Millisecond), st.Active)
@@ -326,6 +326,29 @@ func (a *Agent) waitStreaming(ctx context.Context, limit time.Duration) error {
 	})
 	if err != nil {
 		return fmt.Errorf("the database is not streaming: %w", err)
+	}
+	return nil
+}
+
+// waitStreamingTo waits (bounded) until this standby streams from active as
+// both ends see it: its WAL receiver streams, and active's
+// pg_stat_replication lists it streaming (the receiver says so a moment
+// before the sender does). Only then is the pair whole again: a start or a
+// switchover that reports done allows the next handover at once.
+func (a *Agent) waitStreamingTo(ctx context.Context, active string) error {
+	if err := a.waitStreaming(ctx, 60*time.Second); err != nil {
+		return status.Errorf(codes.DeadlineExceeded, "%v", err)
+	}
+	err := a.waitPeer(ctx, active, 20*time.Second, func(ns *hapb.NodeStatus) bool {
+		for _, r := range ns.GetDatabase().GetReplicas() {
+			if r.GetApplicationName() == a.cfg.NodeName && r.GetState() == "streaming" {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return status.Errorf(codes.DeadlineExceeded, "%s does not list %s as streaming: %v", active, a.cfg.NodeName, err)
 	}
 	return nil
 }
@@ -363,8 +386,8 @@ func (s *agentServer) Switchover(req *hapb.SwitchoverRequest, stream hapb.Agent_
 	if err := a.followActive(ctx, target, db); err != nil {
 		return status.Errorf(codes.Internal, "follow %s: %v", target, err)
 	}
-	if err := a.waitStreaming(ctx, 60*time.Second); err != nil {
-		return status.Errorf(codes.DeadlineExceeded, "%v", err)
+	if err := a.waitStreamingTo(ctx, target); err != nil {
+		return err
 	}
 	p.done("Switchover done in %s: %s is Active, %s is Standby.", time.Since(p.start).Round(time.Millisecond), target, a.cfg.NodeName)
 	return nil
