@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/hapair/hapair/hactl/view"
 )
 
 // HelpWidth is the width, in columns, help output is wrapped to.
@@ -70,7 +72,7 @@ func (r *Registry) WriteHelp(w io.Writer) {
 	fmt.Fprintln(w, "Commands:")
 	for _, rw := range rows {
 		indent := 2 + width + 2
-		lines := wrap(rw.right, HelpWidth-indent)
+		lines := view.WrapWords(rw.right, HelpWidth-indent)
 		first := ""
 		if len(lines) > 0 {
 			first = lines[0]
@@ -89,7 +91,7 @@ func (r *Registry) WriteHelp(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
-	for _, l := range wrap("Type help <command> for details. A command may be shortened to any prefix "+
+	for _, l := range view.WrapWords("Type help <command> for details. A command may be shortened to any prefix "+
 		"that names only one command.", HelpWidth) {
 		fmt.Fprintln(w, l)
 	}
@@ -136,7 +138,7 @@ func (r *Registry) writeCommandHelp(w io.Writer, c *Command) {
 				}
 			}
 			fmt.Fprintf(w, "  %s\n", left)
-			for _, l := range wrap(usage, HelpWidth-6) {
+			for _, l := range view.WrapWords(usage, HelpWidth-6) {
 				fmt.Fprintf(w, "      %s\n", l)
 			}
 		}
@@ -153,7 +155,7 @@ func wrapText(text string, width int) []string {
 	var out, para []string
 	flush := func() {
 		if len(para) > 0 {
-			out = append(out, wrap(strings.Join(para, " "), width)...)
+			out = append(out, view.WrapWords(strings.Join(para, " "), width)...)
 			para = nil
 		}
 	}
@@ -172,27 +174,3 @@ func wrapText(text string, width int) []string {
 	flush()
 	return out
 }
-
-// wrap breaks s into lines of at most width columns at spaces; a single
-// word longer than width gets a line of its own.
-func wrap(s string, width int) []string {
-	var lines []string
-	cur := ""
-	for _, word := range strings.Fields(s) {
-		switch {
-		case cur == "":
-			cur = word
-		case runeLen(cur)+1+runeLen(word) <= width:
-			cur += " " + word
-		default:
-			lines = append(lines, cur)
-			cur = word
-		}
-	}
-	if cur != "" {
-		lines = append(lines, cur)
-	}
-	return lines
-}
-
-func runeLen(s string) int { return len([]rune(s)) }

@@ -94,26 +94,3 @@ Flags:
 		t.Fatalf("WriteCommandHelp(nope) = %v", err)
 	}
 }
-
-func TestWrap(t *testing.T) {
-	tests := []struct {
-		name  string
-		in    string
-		width int
-		want  []string
-	}{
-		{"empty", "", 10, nil},
-		{"fits", "a b c", 10, []string{"a b c"}},
-		{"breaks", "aaa bbb ccc", 7, []string{"aaa bbb", "ccc"}},
-		{"long word alone", "a verylongword b", 5, []string{"a", "verylongword", "b"}},
-		{"collapses spaces", "a   b", 10, []string{"a b"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := wrap(tt.in, tt.width)
-			if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
-				t.Fatalf("wrap(%q, %d) = %q, want %q", tt.in, tt.width, got, tt.want)
-			}
-		})
-	}
-}

@@ -296,9 +296,9 @@ func (r *statusRenderer) nodesTable() {
 			}
 			switch db.GetRole() {
 			case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
-				pos = lsnOrDash(db.GetCurrentLsn())
+				pos = view.LSNOrDash(db.GetCurrentLsn())
 			case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
-				pos = lsnOrDash(db.GetReplayLsn())
+				pos = view.LSNOrDash(db.GetReplayLsn())
 				if b, ok := r.standbyLag(n.name); ok {
 					lag = view.FormatBytes(b)
 				}
@@ -363,7 +363,7 @@ func (r *statusRenderer) nodeDetails(n nodeRow) {
 		parts = append(parts, "holds the VIP")
 	}
 	if len(parts) > 0 {
-		r.fields(4, 6, list(parts, ", ")...)
+		r.fields(4, 6, view.List(parts, ", ")...)
 	}
 	if !n.reachable {
 		reason := "peer unreachable: " + orDefault(view.Clean(n.peer.GetError()), "no reason given")
@@ -593,25 +593,6 @@ func writeWrapped(w io.Writer, line string, hang int) {
 	for _, l := range wrapLine(line, hang) {
 		fmt.Fprintln(w, l)
 	}
-}
-
-// list gives items as segments for fields, each after the first led by sep.
-func list(items []string, sep string) []string {
-	out := make([]string, len(items))
-	for i, it := range items {
-		if i > 0 {
-			it = sep + it
-		}
-		out[i] = it
-	}
-	return out
-}
-
-func lsnOrDash(v uint64) string {
-	if v == 0 {
-		return "-"
-	}
-	return view.FormatLSN(v)
 }
 
 func orDefault(s, def string) string {

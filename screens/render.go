@@ -40,7 +40,7 @@ func (d *Dashboard) render() string {
 	W, H := d.width, d.height
 	if W < minWidth || H < minHeight {
 		msg := fmt.Sprintf("The terminal (%dx%d) is too small for the dashboard: it needs %dx%d. Press q to leave.", W, H, minWidth, minHeight)
-		return strings.Join(fit(wrapWords(msg, max(W, 1)), W, H), "\n")
+		return strings.Join(fit(view.WrapWords(msg, max(W, 1)), W, H), "\n")
 	}
 	lines := d.header(W)
 	lines = append(lines, d.nodes(W)...)
@@ -724,7 +724,7 @@ func (d *Dashboard) progressBox(W, H int) []string {
 	case !op.done:
 		body = append(body, d.st.warn.Render("in progress")+"  (q leaves; the agent carries on)")
 	case op.err != nil:
-		msg := wrapWords("failed: "+view.Clean(errText(op.err)), overlayWidth(W)-4)
+		msg := view.WrapWords("failed: "+view.Clean(errText(op.err)), overlayWidth(W)-4)
 		msg[0] = d.st.bad.Render("failed:") + strings.TrimPrefix(msg[0], "failed:")
 		body = append(body, msg...)
 		body = append(body, "Enter closes.")
@@ -765,27 +765,6 @@ func sortEvents(evs []*hapb.Event) {
 	sort.SliceStable(evs, func(i, j int) bool {
 		return evs[i].GetTime().AsTime().After(evs[j].GetTime().AsTime())
 	})
-}
-
-// wrapWords breaks plain text at spaces into lines of at most w columns.
-func wrapWords(s string, w int) []string {
-	var out []string
-	cur := ""
-	for _, word := range strings.Fields(s) {
-		switch {
-		case cur == "":
-			cur = word
-		case len(cur)+1+len(word) <= w:
-			cur += " " + word
-		default:
-			out = append(out, cur)
-			cur = word
-		}
-	}
-	if cur != "" {
-		out = append(out, cur)
-	}
-	return out
 }
 
 // errText is what an operator reads of err: a gRPC status's own message

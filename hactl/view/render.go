@@ -278,7 +278,7 @@ func (r *renderer) nodeBody(n *hapb.NodeStatus) {
 		addrs = append(addrs, "heartbeat "+a)
 	}
 	if len(addrs) > 0 {
-		r.fields(2, 4, list(addrs, ", ")...)
+		r.fields(2, 4, List(addrs, ", ")...)
 	}
 
 	var agent []string
@@ -293,7 +293,7 @@ func (r *renderer) nodeBody(n *hapb.NodeStatus) {
 		agent = append(agent, up)
 	}
 	if len(agent) > 0 {
-		r.fields(2, 4, list(agent, ", ")...)
+		r.fields(2, 4, List(agent, ", ")...)
 	}
 
 	r.database(n)
@@ -319,19 +319,19 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 	if a := listenAddr(db); a != "" {
 		segs = append(segs, "listen "+a)
 	}
-	r.fields(2, 4, list(segs, ", ")...)
+	r.fields(2, 4, List(segs, ", ")...)
 
 	switch db.GetRole() {
 	case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
-		r.fields(2, 4, "wal: current "+lsn(db.GetCurrentLsn()))
+		r.fields(2, 4, "wal: current "+LSNOrDash(db.GetCurrentLsn()))
 	case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
 		last := "never"
 		if t := db.GetLastReplayAt(); t != nil {
 			last = r.clock(t) + " (" + r.ago(t) + ")"
 		}
 		r.fields(2, 4,
-			"wal: received "+lsn(db.GetReceiveLsn()),
-			"  replayed "+lsn(db.GetReplayLsn()),
+			"wal: received "+LSNOrDash(db.GetReceiveLsn()),
+			"  replayed "+LSNOrDash(db.GetReplayLsn()),
 			"  last replay "+last)
 	}
 
@@ -345,7 +345,7 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 			"receiver: "+status+" from "+from,
 			" slot "+orQ(Clean(wr.GetSlotName())),
 			" timeline "+strconv.FormatUint(uint64(wr.GetReceivedTli()), 10),
-			" flushed "+lsn(wr.GetFlushedLsn()))
+			" flushed "+LSNOrDash(wr.GetFlushedLsn()))
 	}
 
 	for _, row := range db.GetReplicas() {
@@ -358,12 +358,12 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 			segs = append(segs, s)
 		}
 		segs = append(segs, "lag "+FormatBytes(row.GetLagBytes()), "replay lag "+seconds(row.GetReplayLag()))
-		r.fields(2, 6, list(segs, ", ")...)
+		r.fields(2, 6, List(segs, ", ")...)
 		r.fields(4, 6,
-			"sent "+lsn(row.GetSentLsn()),
-			"  write "+lsn(row.GetWriteLsn()),
-			"  flush "+lsn(row.GetFlushLsn()),
-			"  replay "+lsn(row.GetReplayLsn()))
+			"sent "+LSNOrDash(row.GetSentLsn()),
+			"  write "+LSNOrDash(row.GetWriteLsn()),
+			"  flush "+LSNOrDash(row.GetFlushLsn()),
+			"  replay "+LSNOrDash(row.GetReplayLsn()))
 	}
 
 	if e := Clean(db.GetError()); e != "" {
@@ -628,8 +628,9 @@ func Clean(s string) string {
 	return b.String()
 }
 
-// list gives items as segments for fields, each after the first led by sep.
-func list(items []string, sep string) []string {
+// List gives items as segments for a line that wraps between them, each
+// after the first led by sep.
+func List(items []string, sep string) []string {
 	out := make([]string, len(items))
 	for i, it := range items {
 		if i > 0 {
@@ -640,9 +641,9 @@ func list(items []string, sep string) []string {
 	return out
 }
 
-// lsn formats a WAL position, or "-" for zero, which PostgreSQL never
+// LSNOrDash formats a WAL position, or "-" for zero, which PostgreSQL never
 // reports for a real position (the agent stores NULL as zero).
-func lsn(v uint64) string {
+func LSNOrDash(v uint64) string {
 	if v == 0 {
 		return "-"
 	}
@@ -675,4 +676,26 @@ func orQ(s string) string {
 		return "?"
 	}
 	return s
+}
+
+// WrapWords breaks plain text at spaces into lines of at most width columns
+// (runes); a single word longer than width gets a line of its own.
+func WrapWords(s string, width int) []string {
+	var lines []string
+	cur := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case cur == "":
+			cur = word
+		case utf8.RuneCountInString(cur)+1+utf8.RuneCountInString(word) <= width:
+			cur += " " + word
+		default:
+			lines = append(lines, cur)
+			cur = word
+		}
+	}
+	if cur != "" {
+		lines = append(lines, cur)
+	}
+	return lines
 }
