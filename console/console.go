@@ -23,7 +23,6 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hapair/hapair/commands"
 	"github.com/hapair/hapair/hactl/hapb"
@@ -194,7 +193,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.lock = newLockout(cfg.MaxAuthFailures, cfg.FailureWindow, cfg.LockoutDuration, maxLockoutEntries, s.now)
 	if s.agent == nil {
-		conn, err := dialAgent(cfg.AgentSocket)
+		conn, err := hapb.DialAgent(cfg.AgentSocket)
 		if err != nil {
 			return nil, err
 		}
@@ -214,19 +213,6 @@ func checkAuthConfigured(srv *ssh.Server) error {
 		return errors.New("console: the SSH server has no authentication handler (it would admit everyone)")
 	}
 	return nil
-}
-
-func dialAgent(socket string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient("passthrough:///"+socket,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", addr)
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("dial agent %s: %w", socket, err)
-	}
-	return conn, nil
 }
 
 // Users is the console's user store.

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/hapair/hapair/hactl"
@@ -188,20 +186,6 @@ func runAgent(args []string, stderr io.Writer) int {
 	return ExitFailure
 }
 
-// Dial connects to the agent's unix socket.
-func Dial(socket string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient("passthrough:///"+socket,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", addr)
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("agent socket %s: %w", socket, err)
-	}
-	return conn, nil
-}
-
 func socketFrom(config, socket string) (string, error) {
 	switch {
 	case socket != "" && config != "":
@@ -232,7 +216,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hactl status:", err)
 		return ExitUsage
 	}
-	conn, err := Dial(path)
+	conn, err := hapb.DialAgent(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "hactl status:", err)
 		return ExitFailure

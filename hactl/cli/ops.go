@@ -33,7 +33,7 @@ func agentCall(name string, args []string, stderr io.Writer, extra func(fs *flag
 		fmt.Fprintf(stderr, "hactl %s: %v\n", name, err)
 		return ExitUsage
 	}
-	conn, err := Dial(path)
+	conn, err := hapb.DialAgent(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "hactl %s: %v\n", name, err)
 		return ExitFailure

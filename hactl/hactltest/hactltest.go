@@ -37,7 +37,6 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/hactl"
-	"github.com/hapair/hapair/hactl/cli"
 	"github.com/hapair/hapair/hactl/hapb"
 	"github.com/hapair/hapair/hactl/pg"
 	"github.com/hapair/hapair/hactl/pg/pgtest"
@@ -475,7 +474,7 @@ func tail(path string, n int) string {
 // when the test ends.
 func (l *Lab) Client(name string) hapb.AgentClient {
 	l.t.Helper()
-	conn, err := cli.Dial(l.SocketPath(name))
+	conn, err := hapb.DialAgent(l.SocketPath(name))
 	if err != nil {
 		l.t.Fatalf("dial agent %s: %v", name, err)
 	}
