@@ -301,15 +301,9 @@ func (u *Users) Add(name, role, password string, now time.Time) error {
 	if err := validRole(role); err != nil {
 		return err
 	}
-	var h string
-	if password != "" {
-		if err := CheckPasswordRules(name, password); err != nil {
-			return err
-		}
-		var err error
-		if h, err = u.hash(password); err != nil {
-			return err
-		}
+	h, err := u.hashIfSet(name, password)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(u.UserDir(name), 0o700); err != nil {
 		return fmt.Errorf("user %s: %w", name, err)
@@ -366,18 +360,24 @@ func (u *Users) SetRole(name, role string, now time.Time) error {
 	})
 }
 
+// hashIfSet checks password against the rules and hashes it; an empty
+// password (password login disabled) gives an empty hash.
+func (u *Users) hashIfSet(name, password string) (string, error) {
+	if password == "" {
+		return "", nil
+	}
+	if err := CheckPasswordRules(name, password); err != nil {
+		return "", err
+	}
+	return u.hash(password)
+}
+
 // SetPassword sets user name's password (the host administrator's reset:
 // no old password needed). An empty password disables password login.
 func (u *Users) SetPassword(name, password string, now time.Time) error {
-	var h string
-	if password != "" {
-		if err := CheckPasswordRules(name, password); err != nil {
-			return err
-		}
-		var err error
-		if h, err = u.hash(password); err != nil {
-			return err
-		}
+	h, err := u.hashIfSet(name, password)
+	if err != nil {
+		return err
 	}
 	return u.update(func(f *usersFile) error {
 		i := indexOf(f.Users, name)
