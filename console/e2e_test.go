@@ -58,25 +58,14 @@ func startConsole(t testing.TB, l *hactltest.Lab, name string) *consoleProc {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = &out, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
+	t.Cleanup(func() { // after the process has stopped
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("console log:\n%s", b)
 		}
 	})
+	exited := startOwned(t, cmd, 20*time.Second)
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -114,13 +103,66 @@ func startConsole(t testing.TB, l *hactltest.Lab, name string) *consoleProc {
 	return &consoleProc{port: port, dir: dir, known: known, key: key}
 }
 
+// startOwned starts cmd and stops it by its PID when the test ends (SIGTERM,
+// then SIGKILL after grace), before the cleanups registered earlier run. The
+// channel closes once the process has exited.
+func startOwned(t testing.TB, cmd *exec.Cmd, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	return exited
+}
+
+// sshArgs are the OpenSSH client's arguments to log in to the console as
+// admin with the test's key and known host key, with more options opts and
+// the command line (none when empty).
+func (c *consoleProc) sshArgs(opts []string, line string) []string {
+	args := append([]string{"-F", "/dev/null", "-p", c.port, "-i", c.key, "-o", "IdentitiesOnly=yes",
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + c.known,
+		"-o", "LogLevel=ERROR"}, opts...)
+	args = append(args, "admin@127.0.0.1")
+	if line != "" {
+		args = append(args, line)
+	}
+	return args
+}
+
+// startPairConsole starts a lab pair and witness (real agents, real
+// PostgreSQL), waits until primary-node is Active and streams to
+// secondary-node, and starts `hactl console` on primary-node. It skips
+// under -short.
+func startPairConsole(t testing.TB) (*hactltest.Lab, *consoleProc) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL and real agents")
+	}
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Fatalf("the OpenSSH client is needed (scripts/ensure-deps.sh ssh): %v", err)
+	}
+	l := hactltest.New(t, hactltest.Options{Witness: true})
+	l.Start(l.Names()...)
+	l.WaitFor(hactltest.Primary, "primary-node Active, streaming to secondary-node",
+		hactltest.Replicates(hactltest.Primary, hactltest.Secondary))
+	return l, startConsole(t, l, hactltest.Primary)
+}
+
 // ssh runs the real OpenSSH client against the console; it returns stdout,
 // stderr and the exit status.
 func (c *consoleProc) ssh(t testing.TB, line string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command("ssh", "-F", "/dev/null", "-p", c.port, "-i", c.key, "-o", "IdentitiesOnly=yes",
-		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+c.known,
-		"-o", "LogLevel=ERROR", "admin@127.0.0.1", line)
+	cmd := exec.Command("ssh", c.sshArgs(nil, line)...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -141,17 +183,7 @@ func (c *consoleProc) ssh(t testing.TB, line string) (string, string, int) {
 // The console in front of real agents and PostgreSQL: a pair and a witness,
 // scenario A's first half through `ssh admin@primary <command>`.
 func TestConsoleEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs PostgreSQL and real agents")
-	}
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Fatalf("the OpenSSH client is needed (scripts/ensure-deps.sh ssh): %v", err)
-	}
-	l := hactltest.New(t, hactltest.Options{Witness: true})
-	l.Start(l.Names()...)
-	l.WaitFor(hactltest.Primary, "primary-node Active, streaming to secondary-node",
-		hactltest.Replicates(hactltest.Primary, hactltest.Secondary))
-	c := startConsole(t, l, hactltest.Primary)
+	l, c := startPairConsole(t)
 
 	out, _, code := c.ssh(t, "ha_status")
 	if code != 0 || !strings.Contains(out, "primary-node") {
@@ -195,10 +227,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 // a real agent (pair and witness, PostgreSQL running), as an operator's
 // script sees it.
 func BenchmarkExecStatusRealAgent(b *testing.B) {
-	l := hactltest.New(b, hactltest.Options{Witness: true})
-	l.Start(l.Names()...)
-	l.WaitFor(hactltest.Primary, "healthy pair", hactltest.Replicates(hactltest.Primary, hactltest.Secondary))
-	c := startConsole(b, l, hactltest.Primary)
+	_, c := startPairConsole(b)
 	ds := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
