@@ -219,7 +219,7 @@ func NewStatusJSON(s *hapb.Snapshot) *StatusJSON {
 		db := p.st.GetDatabase()
 		for _, row := range db.GetReplicas() {
 			rj := ReplicationJSON{
-				From: p.name, FromAddr: orDefault(db.GetListenAddr(), p.public),
+				From: p.name, FromAddr: orDefault(view.SenderAddr(r.s, row.GetApplicationName()), orDefault(db.GetListenAddr(), p.public)),
 				To: row.GetApplicationName(), ToAddr: row.GetClientAddr(),
 				State: row.GetState(), SyncState: row.GetSyncState(), LagBytes: row.GetLagBytes(),
 			}

@@ -421,11 +421,14 @@ func (r *statusRenderer) replication() {
 	found := false
 	for _, p := range r.primaries() {
 		db := p.st.GetDatabase()
-		src := orDefault(view.Clean(p.name), "?")
-		if a := view.Clean(orDefault(db.GetListenAddr(), p.public)); a != "" {
-			src += " (" + a + ")"
-		}
 		for _, row := range db.GetReplicas() {
+			// The address the standby really streams from (its own
+			// receiver's sender_host: the heartbeat link when replication
+			// runs over it), else the primary's listen or public address.
+			src := orDefault(view.Clean(p.name), "?")
+			if a := view.Clean(orDefault(view.SenderAddr(r.s, row.GetApplicationName()), orDefault(db.GetListenAddr(), p.public))); a != "" {
+				src += " (" + a + ")"
+			}
 			dst := "==> " + orDefault(view.Clean(row.GetApplicationName()), "?")
 			if a := view.Clean(row.GetClientAddr()); a != "" {
 				dst += " (" + a + ")"

@@ -111,6 +111,16 @@ func TestRenderStatusFacts(t *testing.T) {
 			"Maintenance:  off",
 			"Witness:      witness",
 		}, nil},
+		{"replication over the heartbeat link", func() *hapb.Snapshot {
+			// The standby's own receiver says it streams from the primary's
+			// heartbeat address; the primary sees it come from the standby's.
+			s := healthySnapshot()
+			s.Local.Database.Replicas[0].ClientAddr = "169.254.0.2"
+			s.Peer.Status.Database.WalReceiver.SenderHost = "169.254.0.1"
+			return s
+		}(), []string{
+			"  primary-node (169.254.0.1) ==> secondary-node (169.254.0.2)\n      streaming  lag 0 B  async\n",
+		}, []string{"primary-node (198.18.0.5) ==>"}},
 		{"degraded", degradedSnapshot(), []string{
 			"The cluster is degraded: one of the cluster nodes is offline\n",
 			"Offline",

@@ -39,6 +39,21 @@ func firstEvent(t *testing.T, frame string) string {
 	return ""
 }
 
+// TestReplicationShowsTheLinkUsed: the addresses on the replication line are
+// those PostgreSQL uses, the standby's sender_host and the primary's
+// client_addr, so replication over the heartbeat link reads as such.
+func TestReplicationShowsTheLinkUsed(t *testing.T) {
+	d, _ := testDashboard(t, Options{Renderer: asciiRenderer(), Width: 80, Height: 24})
+	s := healthy()
+	s.Local.Database.Replicas[0].ClientAddr = "169.254.0.2"
+	s.Peer.Status.Database.WalReceiver.SenderHost = "169.254.0.1"
+	show(d, s, t0)
+	l := lineWith(d.View(), "==>")
+	if !strings.Contains(l, "primary-node (169.254.0.1)  ==>  secondary-node (169.254.0.2)") {
+		t.Fatalf("replication over the heartbeat link: got %q", l)
+	}
+}
+
 func TestArrowReversesWithReplication(t *testing.T) {
 	for _, tc := range []struct {
 		name        string

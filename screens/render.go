@@ -1,6 +1,7 @@
 package screens
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -457,7 +458,10 @@ func (d *Dashboard) replication(W int) []string {
 		}
 		db := src.st.GetDatabase()
 		for _, row := range db.GetReplicas() {
-			a := nameAddr(src.name, src.publicAddr())
+			// The address the standby really streams from, as its WAL
+			// receiver reports it (the heartbeat link when replication
+			// runs over it), else the primary's public address.
+			a := nameAddr(src.name, cmp.Or(view.SenderAddr(d.snap, row.GetApplicationName()), src.publicAddr()))
 			b := nameAddr(row.GetApplicationName(), row.GetClientAddr())
 			state := replState(row.GetState())
 			arrowStyle := d.st.ok

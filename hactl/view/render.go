@@ -699,3 +699,21 @@ func WrapWords(s string, width int) []string {
 	}
 	return lines
 }
+
+// SenderAddr is the address of the primary that the named standby really
+// streams from, as its own WAL receiver reports it (pg_stat_wal_receiver's
+// sender_host): the heartbeat link's address when replication runs over it.
+// It looks at this node and at the peer (only while the peer answers), and
+// returns "" when neither is that standby or it has no receiver.
+func SenderAddr(s *hapb.Snapshot, standby string) string {
+	if standby == "" {
+		return ""
+	}
+	if l := s.GetLocal(); l.GetName() == standby {
+		return l.GetDatabase().GetWalReceiver().GetSenderHost()
+	}
+	if p := s.GetPeer(); p.GetReachable() && (p.GetName() == standby || p.GetStatus().GetName() == standby) {
+		return p.GetStatus().GetDatabase().GetWalReceiver().GetSenderHost()
+	}
+	return ""
+}
