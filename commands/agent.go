@@ -131,7 +131,7 @@ func runOperation(ctx context.Context, env *Env, op operation) int {
 
 // interrupted explains a ^C during an operation and returns ExitAborted.
 func interrupted(env *Env, what string, res ProgressResult) int {
-	msg := "Interrupted: stopped following " + what + " here, in this session only. "
+	msg := "Interrupted (" + what + "): this session no longer follows it. "
 	if res.Steps > 0 {
 		msg += "The agent carries on with it to the end: an operation it has begun is never " +
 			"abandoned half-way. Watch it with ha_status or ha_events."

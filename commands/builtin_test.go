@@ -301,7 +301,7 @@ func TestOperationInterrupted(t *testing.T) {
 			}
 			<-f.cancelled // the agent saw the caller go away
 			said := strings.Join(strings.Fields(s.stderr.String()), " ")
-			if !strings.Contains(said, "Interrupted: stopped following") || !strings.Contains(said, tc.say) {
+			if !strings.Contains(said, "Interrupted (") || !strings.Contains(said, "this session no longer follows it") || !strings.Contains(said, tc.say) {
 				t.Fatalf("stderr %q", s.stderr.String())
 			}
 			if strings.Contains(s.stdout.String(), "Done in") {

@@ -84,7 +84,7 @@ func haDeploy() *Command {
 				return code
 			}
 			return runOperation(ctx, env, operation{
-				what: "the deployment",
+				what: "deploying the cluster",
 				start: func(ctx context.Context, c hapb.AgentClient) (grpc.ServerStreamingClient[hapb.Progress], error) {
 					return c.Deploy(ctx, req)
 				},

@@ -33,7 +33,7 @@ func haSwitchover() *Command {
 			}
 			force := env.Bool("force")
 			return runOperation(ctx, env, operation{
-				what: "the switchover",
+				what: "switching over",
 				start: func(ctx context.Context, c hapb.AgentClient) (grpc.ServerStreamingClient[hapb.Progress], error) {
 					return c.Switchover(ctx, &hapb.SwitchoverRequest{Force: force})
 				},

@@ -49,7 +49,7 @@ func haTeardown() *Command {
 				}
 			}
 			return runOperation(ctx, env, operation{
-				what: "the teardown",
+				what: "tearing down the cluster",
 				start: func(ctx context.Context, c hapb.AgentClient) (grpc.ServerStreamingClient[hapb.Progress], error) {
 					return c.Teardown(ctx, &hapb.TeardownRequest{Confirm: true})
 				},

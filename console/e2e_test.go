@@ -243,3 +243,51 @@ func BenchmarkExecStatusRealAgent(b *testing.B) {
 	b.ReportMetric(ms(ds[len(ds)/2]), "ms-median/op")
 	b.ReportMetric(ms(ds[len(ds)*95/100]), "ms-p95/op")
 }
+
+// Scenario C through the consoles of both nodes, with real agents and
+// PostgreSQL: a script cannot tear down without --yes, the Standby refuses,
+// the Active node's teardown warns, destroys the cluster and leaves this
+// server stand-alone with its database, and the other node is deactivated.
+func TestConsoleScenarioC(t *testing.T) {
+	l, primary := startPairConsole(t)
+	secondary := startConsole(t, l, hactltest.Secondary)
+
+	out, errOut, code := primary.ssh(t, "ha_teardown")
+	if code != 64 || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("ha_teardown in exec mode without --yes: exit %d, stderr %q", code, errOut)
+	}
+	if _, _, code := primary.ssh(t, "ha_status"); code != 0 {
+		t.Fatalf("the refused teardown changed something: ha_status exit %d", code)
+	}
+	if _, errOut, code = secondary.ssh(t, "ha_teardown --yes"); code != 1 || !strings.Contains(errOut, "Active node") {
+		t.Fatalf("ha_teardown on the Standby: exit %d, stderr %q", code, errOut)
+	}
+
+	out, errOut, code = primary.ssh(t, "ha_teardown --yes")
+	if code != 0 {
+		t.Fatalf("ha_teardown --yes: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"WARNING: You are about to destroy the HA cluster configuration and convert this server into stand-alone mode.",
+		"The HA cluster has been destroyed. This server is now in stand-alone mode.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("ha_teardown output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, _, code = primary.ssh(t, "ha_status")
+	if code != 3 || !strings.Contains(out, "HA is not enabled on this node.") {
+		t.Fatalf("ha_status after the teardown: exit %d:\n%s", code, out)
+	}
+	l.WaitFor(hactltest.Primary, "primary-node stand-alone with its database, VIP gone", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetRole() == hapb.NodeRole_NODE_ROLE_STANDALONE && !s.GetLocal().GetHoldsVip() &&
+			s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_PRIMARY
+	})
+	l.WaitFor(hactltest.Secondary, "secondary-node deactivated, its database stopped", func(s *hapb.Snapshot) bool {
+		return s.GetLocal().GetDeactivated() && s.GetLocal().GetDatabase().GetRole() == hapb.DatabaseRole_DATABASE_ROLE_STOPPED
+	})
+	if _, errOut, code = secondary.ssh(t, "ha_cluster_start"); code == 0 {
+		t.Fatalf("the deactivated node rejoined without a new deployment: %s", errOut)
+	}
+}
