@@ -961,6 +961,19 @@ type beat struct {
 }
 
 func (a *Agent) exchangePositions(hb *heartbeat.Heartbeat) {
+	// A node whose cluster services an operator stopped takes no part in
+	// the heartbeat, as operators of such appliances expect ("heartbeat
+	// disconnected" after ha_cluster_stop): the Active node knows it from
+	// the replicated state, so its silence is not a loss (tieBreakerLoop).
+	if n := a.raftNode(); n != nil {
+		me, ok := n.State().Member(a.cfg.NodeName)
+		if hb.SetPaused(ok && me.Stopped) {
+			a.kickSampler()
+		}
+		if hb.Paused() {
+			return
+		}
+	}
 	local := a.localStatus()
 	db := local.GetDatabase()
 	b := beat{Role: db.GetRole().Word(), LSN: db.GetCurrentLsn()}
@@ -1037,7 +1050,10 @@ func (a *Agent) tieBreakerLoop(ctx context.Context) {
 		}
 		silent := time.Since(silentSince) + time.Duration(a.cfg.Timers.HeartbeatDead)
 		st := n.State()
-		if st.Maintenance || st.ID == "" {
+		if st.Maintenance || st.ID == "" || stoppedPair(st) {
+			// A member whose cluster services were stopped is silent on
+			// purpose (its heartbeat is paused): not a loss to act on.
+			silentSince = time.Time{}
 			continue
 		}
 		timeout := time.Duration(a.cfg.Timers.FailoverTimeout)
@@ -1062,6 +1078,17 @@ func (a *Agent) tieBreakerLoop(ctx context.Context) {
 			silentSince = time.Time{}
 		}
 	}
+}
+
+// stoppedPair reports whether either data node's cluster services are
+// stopped by an operator, as the replicated state records it.
+func stoppedPair(st *cluster.State) bool {
+	for _, m := range st.Members {
+		if m.Kind == cluster.KindData && m.Stopped {
+			return true
+		}
+	}
+	return false
 }
 
 // reachTieBreaker reports whether the tie-breaker accepts a TCP connection.

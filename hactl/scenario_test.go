@@ -194,6 +194,22 @@ func startOp(c hapb.AgentClient) func(context.Context) (grpc.ServerStreamingClie
 	}
 }
 
+// heartbeatIs reports whether every heartbeat link is connected (up) or
+// none is (!up).
+func heartbeatIs(up bool) func(*hapb.Snapshot) bool {
+	return func(s *hapb.Snapshot) bool {
+		if len(s.GetLinks()) == 0 {
+			return false
+		}
+		for _, l := range s.GetLinks() {
+			if l.GetConnected() != up {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // TestScenarioA is the reference scenario A (stop and start each node in
 // turn; data follows the active node) with scenario B's client registering
 // through the VIP all along.
@@ -234,6 +250,9 @@ func TestScenarioA(t *testing.T) {
 	if got := serverAddr(t, dsn); got != l.IP("secondary-node") {
 		t.Fatalf("after the stop the VIP reaches %s, want secondary-node", got)
 	}
+	// The stopped node's heartbeat is a stopped cluster service too.
+	l.WaitFor("secondary-node", "heartbeat disconnected on every link", heartbeatIs(false))
+	l.WaitFor("primary-node", "heartbeat disconnected on the stopped node", heartbeatIs(false))
 
 	// 3. Start the primary: it rejoins as Standby; replication is reversed.
 	if _, err := hactltest.RunOp(t, startOp(pc)); err != nil {
@@ -241,6 +260,7 @@ func TestScenarioA(t *testing.T) {
 	}
 	l.WaitFor("secondary-node", "replication secondary-node ==> primary-node", hactltest.Replicates("secondary-node", "primary-node"))
 	l.WaitFor("primary-node", "primary-node Standby", func(s *hapb.Snapshot) bool { return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY })
+	l.WaitFor("secondary-node", "heartbeat connected again", heartbeatIs(true))
 
 	// 4. A new account TEST through the VIP lands on the secondary.
 	var landed string
@@ -273,6 +293,7 @@ func TestScenarioA(t *testing.T) {
 	}
 	l.WaitFor("primary-node", "replication primary-node ==> secondary-node", hactltest.Replicates("primary-node", "secondary-node"))
 	l.WaitFor("secondary-node", "secondary-node Standby", func(s *hapb.Snapshot) bool { return role(s) == hapb.NodeRole_NODE_ROLE_STANDBY })
+	l.WaitFor("primary-node", "heartbeat connected again", heartbeatIs(true))
 
 	// B. Every acknowledged registration is on the Active node.
 	acked, gaps := w.finish()

@@ -120,3 +120,45 @@ func TestTieBreakerIsolatedActive(t *testing.T) {
 		return s.GetCluster().GetHealth() == hapb.ClusterHealth_CLUSTER_HEALTH_HEALTHY && s.GetCluster().GetVip().GetHolder() == a
 	})
 }
+
+// TestTieBreakerStoppedStandby: an operator stops the Standby of a pair
+// without a witness while the tie-breaker is unreachable. The stopped node's
+// heartbeat goes silent on purpose, and the Active node, which knows from
+// the replicated state that its peer is stopped, keeps serving well past the
+// point where an isolated Active node would stop writing.
+func TestTieBreakerStoppedStandby(t *testing.T) {
+	l := hactltest.New(t, hactltest.Options{})
+	tb := newTieBreaker(t)
+	withTieBreaker(l, tb.addr)
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	tb.close()
+	if _, err := hactltest.RunOp(t, stopOp(l.Client("secondary-node"))); err != nil {
+		t.Fatalf("ClusterStop on the Standby: %v", err)
+	}
+	failover := time.Duration(l.Config("primary-node").Timers.FailoverTimeout)
+	s := l.WaitFor("primary-node", "the peer silent on every link for longer than failover_timeout", func(s *hapb.Snapshot) bool {
+		if !heartbeatIs(false)(s) {
+			return false
+		}
+		for _, lk := range s.GetLinks() {
+			if lk.GetLastSeen() == nil || s.GetSampledAt().AsTime().Sub(lk.GetLastSeen().AsTime()) <= failover {
+				return false
+			}
+		}
+		return true
+	})
+	if !s.GetLocal().GetHoldsVip() || s.GetLocal().GetDatabase().GetRole() != hapb.DatabaseRole_DATABASE_ROLE_PRIMARY ||
+		hasEvent(s.GetRecentEvents(), "unreachable: stopping writes") {
+		t.Fatalf("the Active node fenced itself because its stopped peer is silent: holds VIP %v, database %v, events %v",
+			s.GetLocal().GetHoldsVip(), s.GetLocal().GetDatabase().GetRole(), s.GetRecentEvents())
+	}
+	if _, err := hactltest.RunOp(t, startOp(l.Client("secondary-node"))); err != nil {
+		t.Fatalf("ClusterStart on the Standby: %v", err)
+	}
+	l.WaitFor("primary-node", "heartbeat and replication back", func(s *hapb.Snapshot) bool {
+		return heartbeatIs(true)(s) && hactltest.Replicates("primary-node", "secondary-node")(s)
+	})
+}

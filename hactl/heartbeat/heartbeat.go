@@ -109,6 +109,8 @@ type Heartbeat struct {
 	log     *slog.Logger
 	links   []*link
 	running atomic.Bool
+	// paused: this node takes no part in the heartbeat (see SetPaused).
+	paused atomic.Bool
 
 	mu            sync.Mutex // guards everything below and every link's mutable fields
 	changed       chan struct{}
@@ -293,6 +295,36 @@ func (h *Heartbeat) PeerPayload() (payload []byte, at time.Time) {
 	defer h.mu.Unlock()
 	return bytes.Clone(h.peerPayload), h.peerPayloadAt.Round(0)
 }
+
+// SetPaused stops (true) or resumes (false) this node's part in the
+// heartbeat and reports whether that changed anything. While paused it sends
+// no pings and ignores every packet it receives, so its links go down at once
+// here and after DeadAfter on the peer, as the heartbeat of an appliance's
+// stopped cluster services does. The sockets stay bound, so resuming is
+// immediate.
+func (h *Heartbeat) SetPaused(on bool) bool {
+	if h.paused.Swap(on) == on {
+		return false
+	}
+	h.mu.Lock()
+	for _, l := range h.links {
+		clear(l.outstanding)
+		if on && l.st.Connected {
+			l.st.Connected = false
+		}
+	}
+	h.notifyLocked()
+	h.mu.Unlock()
+	if on {
+		h.log.Info("heartbeat paused: cluster services stopped on this node")
+	} else {
+		h.log.Info("heartbeat resumed")
+	}
+	return true
+}
+
+// Paused reports whether SetPaused(true) is in force.
+func (h *Heartbeat) Paused() bool { return h.paused.Load() }
 
 // Status returns a snapshot of every link, in configuration order.
 func (h *Heartbeat) Status() []LinkStatus {
@@ -509,6 +541,9 @@ func (h *Heartbeat) check(l *link, now time.Time) time.Duration {
 }
 
 func (h *Heartbeat) sendPing(l *link, conn *net.UDPConn) {
+	if h.paused.Load() {
+		return
+	}
 	h.mu.Lock()
 	h.seq++
 	now := time.Now()
@@ -568,6 +603,9 @@ func (h *Heartbeat) receive(l *link, conn *net.UDPConn) error {
 }
 
 func (h *Heartbeat) handle(l *link, conn *net.UDPConn, b []byte, from netip.AddrPort) {
+	if h.paused.Load() {
+		return // not counted as rejected: nobody is listening on purpose
+	}
 	p, err := Decode(b, h.key)
 	if err != nil {
 		h.reject(l, from, "bad_packet", err)

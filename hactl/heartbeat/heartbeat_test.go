@@ -308,3 +308,49 @@ func TestBindFailureRetries(t *testing.T) {
 		return s.Connected && s.Err == ""
 	})
 }
+
+// A paused node (its cluster services stopped) takes no part: its links go
+// down at once, the peer's after DeadAfter, nothing it receives counts as a
+// rejected packet, and resuming brings every link back.
+func TestPauseAndResume(t *testing.T) {
+	cfgA, cfgB := pairConfigs(t)
+	a, b := mustNew(t, cfgA), mustNew(t, cfgB)
+	start(t, a)
+	start(t, b)
+	waitFor(t, settle, "both links up", func() bool { return allConnected(a) && allConnected(b) })
+
+	changed := a.Changed()
+	if !a.SetPaused(true) || !a.Paused() {
+		t.Fatal("SetPaused(true) on a running heartbeat changed nothing")
+	}
+	if a.SetPaused(true) {
+		t.Fatal("pausing twice reported a change")
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("pausing did not signal Changed")
+	}
+	if a.Connected() {
+		t.Fatalf("the paused node still shows a link connected: %+v", a.Status())
+	}
+	waitFor(t, downBound, "the peer's links down", func() bool { return noneConnected(b) })
+	// Any ping in flight when the pause began is long sent by now; while
+	// the peer misses two more of its own pings, the paused node sends none.
+	sent := map[string]uint64{}
+	for _, st := range a.Status() {
+		sent[st.Name] = st.Sent
+	}
+	missed := linkStatus(b, "heartbeat").Missed
+	waitFor(t, downBound, "the peer missing two more pings", func() bool { return linkStatus(b, "heartbeat").Missed >= missed+2 })
+	for _, st := range a.Status() {
+		if st.Connected || st.Sent != sent[st.Name] || st.Rejected != 0 {
+			t.Fatalf("paused node, link %s: %+v (sent %d before); it must send nothing and reject nothing", st.Name, st, sent[st.Name])
+		}
+	}
+
+	if !a.SetPaused(false) || a.Paused() {
+		t.Fatal("SetPaused(false) changed nothing")
+	}
+	waitFor(t, settle, "both links back after resuming", func() bool { return allConnected(a) && allConnected(b) })
+}
