@@ -69,6 +69,20 @@ func withTieBreaker(l *hactltest.Lab, addr string) {
 	}
 }
 
+// tieBreakerPair starts a pair without a witness that uses a tie-breaker,
+// and waits until primary-node is Active and streams to secondary-node.
+func tieBreakerPair(t *testing.T) (*hactltest.Lab, *tieBreaker) {
+	t.Helper()
+	l := hactltest.New(t, hactltest.Options{})
+	tb := newTieBreaker(t)
+	withTieBreaker(l, tb.addr)
+	l.Start("primary-node")
+	l.Start("secondary-node")
+	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
+	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	return l, tb
+}
+
 // TestTieBreakerFailover: a pair without a witness, the Active host lost:
 // the standby, its peer silent on every link and the tie-breaker reachable,
 // takes over by itself; the old node rejoins as Standby.
@@ -99,13 +113,7 @@ func TestTieBreakerFailover(t *testing.T) {
 // (frozen) and cannot reach the tie-breaker: it stops writing and releases
 // the VIP. When the peer and the tie-breaker are back, so is an Active node.
 func TestTieBreakerIsolatedActive(t *testing.T) {
-	l := hactltest.New(t, hactltest.Options{})
-	tb := newTieBreaker(t)
-	withTieBreaker(l, tb.addr)
-	l.Start("primary-node")
-	l.Start("secondary-node")
-	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
-	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	l, tb := tieBreakerPair(t)
 	addr := tb.addr
 	tb.close()
 	resume := l.Freeze("secondary-node")
@@ -127,13 +135,7 @@ func TestTieBreakerIsolatedActive(t *testing.T) {
 // the replicated state that its peer is stopped, keeps serving well past the
 // point where an isolated Active node would stop writing.
 func TestTieBreakerStoppedStandby(t *testing.T) {
-	l := hactltest.New(t, hactltest.Options{})
-	tb := newTieBreaker(t)
-	withTieBreaker(l, tb.addr)
-	l.Start("primary-node")
-	l.Start("secondary-node")
-	l.WaitFor("primary-node", "primary-node Active", hactltest.ActiveIs("primary-node"))
-	l.WaitFor("secondary-node", "replication", hactltest.Replicates("primary-node", "secondary-node"))
+	l, tb := tieBreakerPair(t)
 	tb.close()
 	if _, err := hactltest.RunOp(t, stopOp(l.Client("secondary-node"))); err != nil {
 		t.Fatalf("ClusterStop on the Standby: %v", err)
