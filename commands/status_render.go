@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -15,7 +14,7 @@ import (
 )
 
 // StatusWidth is the widest line RenderStatus writes, in columns.
-const StatusWidth = 80
+const StatusWidth = view.Width
 
 // labelWidth is the width of the "Label:" column of the status report.
 const labelWidth = 14
@@ -106,12 +105,12 @@ func RenderStatus(w io.Writer, s *hapb.Snapshot, now time.Time, color bool) erro
 	default:
 		r.running()
 	}
-	_, err := io.WriteString(w, r.b.String())
+	_, err := io.WriteString(w, r.String())
 	return err
 }
 
 type statusRenderer struct {
-	b     strings.Builder
+	view.Text
 	s     *hapb.Snapshot
 	now   time.Time
 	color bool
@@ -135,13 +134,13 @@ func (r *statusRenderer) running() {
 	if a := view.Clean(c.GetActiveNode()); a != "" {
 		r.label("Active node", fmt.Sprintf("%s (epoch %d)", a, c.GetEpoch()))
 	}
-	r.blank()
+	r.Blank()
 	r.nodesTable()
-	r.blank()
+	r.Blank()
 	r.links()
-	r.blank()
+	r.Blank()
 	r.replication()
-	r.blank()
+	r.Blank()
 	r.vip()
 	r.label("Witness", orDefault(view.Clean(c.GetWitness()), "none"))
 	if p := view.Clean(c.GetProtection()); p != "" {
@@ -153,7 +152,7 @@ func (r *statusRenderer) running() {
 
 func (r *statusRenderer) stopped() {
 	c := r.s.GetCluster()
-	r.paint(ansiRed, func() { r.text(0, 2, notRunningSentence) })
+	r.paint(ansiRed, func() { r.Wrapped(0, 2, notRunningSentence) })
 	if n := view.Clean(c.GetName()); n != "" {
 		r.label("Cluster", n)
 	}
@@ -169,12 +168,12 @@ func (r *statusRenderer) stopped() {
 	r.label("Peer", r.peerSummary())
 	r.vip()
 	r.lastEvent()
-	r.blank()
-	r.text(0, 0, "Start the cluster services on this node with ha_cluster_start.")
+	r.Blank()
+	r.Wrapped(0, 0, "Start the cluster services on this node with ha_cluster_start.")
 }
 
 func (r *statusRenderer) standAlone() {
-	r.paint(ansiYellow, func() { r.text(0, 2, notEnabledSentence) })
+	r.paint(ansiYellow, func() { r.Wrapped(0, 2, notEnabledSentence) })
 	l := r.s.GetLocal()
 	this := orDefault(view.Clean(l.GetName()), "?")
 	if db := l.GetDatabase(); db != nil {
@@ -201,7 +200,7 @@ func (r *statusRenderer) verdict() {
 	if StatusExitCode(r.s) == ExitOK {
 		colour = ansiGreen
 	}
-	r.paint(colour, func() { r.text(0, 2, line) })
+	r.paint(colour, func() { r.Wrapped(0, 2, line) })
 }
 
 // peerSummary is one sentence on the peer: name, role, reachability.
@@ -329,18 +328,18 @@ func (r *statusRenderer) nodesTable() {
 		}
 		return segs
 	}
-	r.fields(2, 4+widths[0], format(head)...)
+	r.Fields(2, 4+widths[0], format(head)...)
 	for i, n := range rows {
 		row := cells[i+1]
 		if len(row[0]) > widths[0] {
-			r.text(2, 4, row[0])
+			r.Wrapped(2, 4, row[0])
 			row = append([]string{""}, row[1:]...)
 		}
 		segs := format(row)
 		if n.role == "Offline" || n.role == "Stopped" {
-			r.paint(ansiYellow, func() { r.fields(2, 4+widths[0], segs...) })
+			r.paint(ansiYellow, func() { r.Fields(2, 4+widths[0], segs...) })
 		} else {
-			r.fields(2, 4+widths[0], segs...)
+			r.Fields(2, 4+widths[0], segs...)
 		}
 		r.nodeDetails(n)
 	}
@@ -363,17 +362,17 @@ func (r *statusRenderer) nodeDetails(n nodeRow) {
 		parts = append(parts, "holds the VIP")
 	}
 	if len(parts) > 0 {
-		r.fields(4, 6, view.List(parts, ", ")...)
+		r.Fields(4, 6, view.List(parts, ", ")...)
 	}
 	if !n.reachable {
 		reason := "peer unreachable: " + orDefault(view.Clean(n.peer.GetError()), "no reason given")
 		if t := n.peer.GetLastContact(); t != nil {
 			reason += " (last contact " + r.ago(t) + ")"
 		}
-		r.text(4, 6, reason)
+		r.Wrapped(4, 6, reason)
 	}
 	if e := view.Clean(n.st.GetDatabase().GetError()); n.reachable && e != "" {
-		r.text(4, 6, "database error: "+e)
+		r.Wrapped(4, 6, "database error: "+e)
 	}
 }
 
@@ -383,7 +382,7 @@ func (r *statusRenderer) links() {
 		r.label("Heartbeat", "no links")
 		return
 	}
-	r.text(0, 2, "Heartbeat:")
+	r.Wrapped(0, 2, "Heartbeat:")
 	width := 0
 	for _, l := range ls {
 		width = max(width, min(len(view.Clean(l.GetName())), 12))
@@ -410,14 +409,14 @@ func (r *statusRenderer) links() {
 				segs = append(segs, "  disconnected (never heard)")
 			}
 		}
-		r.paint(colour, func() { r.fields(2, 4, segs...) })
+		r.paint(colour, func() { r.Fields(2, 4, segs...) })
 	}
 }
 
 // replication writes one line per row of pg_stat_replication on a
 // reachable primary: who streams to whom, as PostgreSQL sees it.
 func (r *statusRenderer) replication() {
-	r.text(0, 2, "Replication:")
+	r.Wrapped(0, 2, "Replication:")
 	found := false
 	for _, p := range r.primaries() {
 		db := p.st.GetDatabase()
@@ -437,17 +436,17 @@ func (r *statusRenderer) replication() {
 			if ss := view.Clean(row.GetSyncState()); ss != "" {
 				state += "  " + ss
 			}
-			r.fields(2, 6, src, " "+dst, state)
+			r.Fields(2, 6, src, " "+dst, state)
 			found = true
 		}
 	}
 	if found {
 		return
 	}
-	r.text(2, 4, "none: no primary reports a standby streaming from it")
+	r.Wrapped(2, 4, "none: no primary reports a standby streaming from it")
 	if wr := r.s.GetLocal().GetDatabase().GetWalReceiver(); wr != nil {
 		from := orDefault(view.Clean(wr.GetSenderHost()), "?")
-		r.text(2, 4, "this node's WAL receiver: "+orDefault(view.Clean(wr.GetStatus()), "?")+" from "+from)
+		r.Wrapped(2, 4, "this node's WAL receiver: "+orDefault(view.Clean(wr.GetStatus()), "?")+" from "+from)
 	}
 }
 
@@ -504,26 +503,12 @@ func (r *statusRenderer) clock(t *timestamppb.Timestamp) string {
 
 // paint runs write and colours the lines it wrote, when colour is on.
 func (r *statusRenderer) paint(colour string, write func()) {
-	if !r.color {
-		write()
-		return
-	}
-	start := r.b.Len()
+	start := r.Len()
 	write()
-	written := r.b.String()[start:]
-	rest := r.b.String()[:start]
-	r.b.Reset()
-	r.b.WriteString(rest)
-	for _, l := range strings.SplitAfter(written, "\n") {
-		if body := strings.TrimSuffix(l, "\n"); body != "" {
-			r.b.WriteString(colour + body + ansiReset + l[len(body):])
-		} else {
-			r.b.WriteString(l)
-		}
+	if r.color {
+		r.Recolour(start, func(l string) string { return colour + l + ansiReset })
 	}
 }
-
-func (r *statusRenderer) blank() { r.b.WriteByte('\n') }
 
 // label writes "Label:" padded to labelWidth, then value wrapped under it.
 func (r *statusRenderer) label(name, value string) {
@@ -531,69 +516,12 @@ func (r *statusRenderer) label(name, value string) {
 	if name != "" {
 		head = name + ":"
 	}
-	r.text(0, labelWidth, fmt.Sprintf("%-*s%s", labelWidth, head, value))
-}
-
-// text writes free text word-wrapped at StatusWidth, the first line
-// indented by indent and the others by hang.
-func (r *statusRenderer) text(indent, hang int, s string) {
-	for _, l := range wrapLine(strings.Repeat(" ", indent)+s, hang) {
-		r.b.WriteString(l)
-		r.b.WriteByte('\n')
-	}
-}
-
-// fields writes one logical line made of segments, each after the first
-// carrying its own leading separator. A segment that does not fit starts a
-// new line indented by hang, without its leading spaces; one too wide even
-// for a fresh line is wrapped.
-func (r *statusRenderer) fields(indent, hang int, segs ...string) {
-	if len(segs) == 0 {
-		return
-	}
-	cur := strings.Repeat(" ", indent) + segs[0]
-	for _, seg := range segs[1:] {
-		if len(cur)+len(strings.TrimRight(seg, " ")) <= StatusWidth {
-			cur += seg
-			continue
-		}
-		if strings.HasPrefix(seg, ",") && len(cur) < StatusWidth {
-			cur += ","
-			seg = seg[1:]
-		}
-		r.text(0, hang, cur)
-		cur = strings.Repeat(" ", hang) + strings.TrimLeft(seg, " ")
-	}
-	r.text(0, hang, cur)
-}
-
-// wrapLine breaks an ASCII line into lines no wider than StatusWidth, at
-// the last space that fits or mid-word when a word alone is too wide;
-// continuation lines are indented by hang. Trailing spaces are dropped.
-func wrapLine(line string, hang int) []string {
-	line = strings.TrimRight(line, " ")
-	hang = min(hang, StatusWidth/2)
-	pad := strings.Repeat(" ", hang)
-	var out []string
-	for len(line) > StatusWidth {
-		start := len(line) - len(strings.TrimLeft(line, " "))
-		cut := strings.LastIndexByte(line[:StatusWidth+1], ' ')
-		rest := cut + 1
-		if cut <= start {
-			cut, rest = StatusWidth, StatusWidth
-		}
-		out = append(out, strings.TrimRight(line[:cut], " "))
-		line = pad + strings.TrimLeft(line[rest:], " ")
-	}
-	if strings.TrimSpace(line) != "" || len(out) == 0 {
-		out = append(out, line)
-	}
-	return out
+	r.Wrapped(0, labelWidth, fmt.Sprintf("%-*s%s", labelWidth, head, value))
 }
 
 // writeWrapped writes an ASCII line to w wrapped at StatusWidth.
 func writeWrapped(w io.Writer, line string, hang int) {
-	for _, l := range wrapLine(line, hang) {
+	for _, l := range view.WrapLine(line, hang) {
 		fmt.Fprintln(w, l)
 	}
 }

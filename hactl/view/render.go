@@ -44,15 +44,15 @@ func RenderStatus(w io.Writer, s *hapb.Snapshot, now time.Time) error {
 	r := &renderer{now: now}
 	r.header(s.GetCluster())
 	r.cluster(s)
-	r.blank()
+	r.Blank()
 	r.localBlock(s.GetLocal())
-	r.blank()
+	r.Blank()
 	r.peerBlock(s.GetPeer())
-	r.blank()
+	r.Blank()
 	r.replication(s)
 	r.system(s)
 	r.events(s.GetRecentEvents())
-	_, err := io.WriteString(w, r.b.String())
+	_, err := io.WriteString(w, r.String())
 	return err
 }
 
@@ -163,7 +163,7 @@ func HealthWord(h hapb.ClusterHealth) string {
 
 // renderer accumulates the lines of one status report.
 type renderer struct {
-	b   strings.Builder
+	Text
 	now time.Time
 }
 
@@ -221,7 +221,7 @@ func (r *renderer) cluster(s *hapb.Snapshot) {
 			seg = append(seg, ", last beat "+r.ago(l.GetLastSeen()))
 		}
 		seg = append(seg, fmt.Sprintf(", %d missed", l.GetMissed()))
-		r.fields(2, 4, seg...)
+		r.Fields(2, 4, seg...)
 	}
 }
 
@@ -231,16 +231,16 @@ func (r *renderer) localBlock(n *hapb.NodeStatus) {
 		name = "unnamed"
 	}
 	if n == nil {
-		r.fields(0, 2, name+" (this node): no status")
+		r.Fields(0, 2, name+" (this node): no status")
 		return
 	}
-	r.fields(0, 2, name+" (this node): "+RoleWord(n.GetRole()))
+	r.Fields(0, 2, name+" (this node): "+RoleWord(n.GetRole()))
 	r.nodeBody(n)
 }
 
 func (r *renderer) peerBlock(p *hapb.PeerView) {
 	if p.GetName() == "" {
-		r.fields(0, 2, "peer: none configured")
+		r.Fields(0, 2, "peer: none configured")
 		return
 	}
 	title := Clean(p.GetName()) + " (peer"
@@ -249,22 +249,22 @@ func (r *renderer) peerBlock(p *hapb.PeerView) {
 	}
 	title += ")"
 	if !p.GetReachable() {
-		r.fields(0, 2, title)
+		r.Fields(0, 2, title)
 		reason := Clean(p.GetError())
 		if reason == "" {
 			reason = "(no reason given)"
 		}
 		r.text(2, 4, "unreachable: "+reason)
 		if p.GetLastContact() != nil {
-			r.fields(2, 4, "last contact "+r.ago(p.GetLastContact()))
+			r.Fields(2, 4, "last contact "+r.ago(p.GetLastContact()))
 		}
 		return
 	}
 	if p.GetStatus() == nil {
-		r.fields(0, 2, title+": no status received")
+		r.Fields(0, 2, title+": no status received")
 		return
 	}
-	r.fields(0, 2, title+": "+RoleWord(p.GetStatus().GetRole()))
+	r.Fields(0, 2, title+": "+RoleWord(p.GetStatus().GetRole()))
 	r.nodeBody(p.GetStatus())
 }
 
@@ -278,7 +278,7 @@ func (r *renderer) nodeBody(n *hapb.NodeStatus) {
 		addrs = append(addrs, "heartbeat "+a)
 	}
 	if len(addrs) > 0 {
-		r.fields(2, 4, List(addrs, ", ")...)
+		r.Fields(2, 4, List(addrs, ", ")...)
 	}
 
 	var agent []string
@@ -293,7 +293,7 @@ func (r *renderer) nodeBody(n *hapb.NodeStatus) {
 		agent = append(agent, up)
 	}
 	if len(agent) > 0 {
-		r.fields(2, 4, List(agent, ", ")...)
+		r.Fields(2, 4, List(agent, ", ")...)
 	}
 
 	r.database(n)
@@ -303,9 +303,9 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 	db := n.GetDatabase()
 	if db == nil {
 		if n.GetRole() == hapb.NodeRole_NODE_ROLE_WITNESS {
-			r.fields(2, 4, "database: none")
+			r.Fields(2, 4, "database: none")
 		} else {
-			r.fields(2, 4, "database: no status")
+			r.Fields(2, 4, "database: no status")
 		}
 		return
 	}
@@ -319,17 +319,17 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 	if a := listenAddr(db); a != "" {
 		segs = append(segs, "listen "+a)
 	}
-	r.fields(2, 4, List(segs, ", ")...)
+	r.Fields(2, 4, List(segs, ", ")...)
 
 	switch db.GetRole() {
 	case hapb.DatabaseRole_DATABASE_ROLE_PRIMARY:
-		r.fields(2, 4, "wal: current "+LSNOrDash(db.GetCurrentLsn()))
+		r.Fields(2, 4, "wal: current "+LSNOrDash(db.GetCurrentLsn()))
 	case hapb.DatabaseRole_DATABASE_ROLE_STANDBY:
 		last := "never"
 		if t := db.GetLastReplayAt(); t != nil {
 			last = r.clock(t) + " (" + r.ago(t) + ")"
 		}
-		r.fields(2, 4,
+		r.Fields(2, 4,
 			"wal: received "+LSNOrDash(db.GetReceiveLsn()),
 			"  replayed "+LSNOrDash(db.GetReplayLsn()),
 			"  last replay "+last)
@@ -341,7 +341,7 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 			status = "?"
 		}
 		from := net.JoinHostPort(orQ(Clean(wr.GetSenderHost())), strconv.Itoa(int(wr.GetSenderPort())))
-		r.fields(2, 4,
+		r.Fields(2, 4,
 			"receiver: "+status+" from "+from,
 			" slot "+orQ(Clean(wr.GetSlotName())),
 			" timeline "+strconv.FormatUint(uint64(wr.GetReceivedTli()), 10),
@@ -358,8 +358,8 @@ func (r *renderer) database(n *hapb.NodeStatus) {
 			segs = append(segs, s)
 		}
 		segs = append(segs, "lag "+FormatBytes(row.GetLagBytes()), "replay lag "+seconds(row.GetReplayLag()))
-		r.fields(2, 6, List(segs, ", ")...)
-		r.fields(4, 6,
+		r.Fields(2, 6, List(segs, ", ")...)
+		r.Fields(4, 6,
 			"sent "+LSNOrDash(row.GetSentLsn()),
 			"  write "+LSNOrDash(row.GetWriteLsn()),
 			"  flush "+LSNOrDash(row.GetFlushLsn()),
@@ -411,19 +411,19 @@ func (r *renderer) replication(s *hapb.Snapshot) {
 			if ss := Clean(row.GetSyncState()); ss != "" {
 				segs = append(segs, "  "+ss)
 			}
-			r.fields(0, 4, segs...)
+			r.Fields(0, 4, segs...)
 			found = true
 		}
 	}
 	if !found {
-		r.fields(0, 2, "replication: none")
+		r.Fields(0, 2, "replication: none")
 	}
 }
 
 // system writes a line of host figures for each node that reported them.
 func (r *renderer) system(s *hapb.Snapshot) {
 	if s.GetLocal().GetSystem() != nil || s.GetPeer().GetReachable() && s.GetPeer().GetStatus().GetSystem() != nil {
-		r.blank()
+		r.Blank()
 	}
 	r.systemLine(s.GetLocal().GetName(), s.GetLocal().GetSystem())
 	if p := s.GetPeer(); p.GetReachable() {
@@ -469,7 +469,7 @@ func (r *renderer) systemLine(name string, sys *hapb.SystemStatus) {
 			segs = append(segs, sep+p)
 		}
 	}
-	r.fields(0, 4, segs...)
+	r.Fields(0, 4, segs...)
 }
 
 func (r *renderer) events(evs []*hapb.Event) {
@@ -479,8 +479,8 @@ func (r *renderer) events(evs []*hapb.Event) {
 	if len(evs) > maxEvents {
 		evs = evs[:maxEvents]
 	}
-	r.blank()
-	r.fields(0, 2, "recent events:")
+	r.Blank()
+	r.Fields(0, 2, "recent events:")
 	for _, e := range evs {
 		t := "--:--:--"
 		if e.GetTime() != nil {
@@ -503,39 +503,11 @@ func (r *renderer) clock(t *timestamppb.Timestamp) string {
 	return t.AsTime().In(r.now.Location()).Format("15:04:05")
 }
 
-func (r *renderer) blank() { r.b.WriteByte('\n') }
-
-// fields writes one logical line made of segments, indented by indent. Each
-// segment after the first carries its own leading separator. Segments fill
-// the line up to Width; one that does not fit starts a new line indented by
-// hang, without its leading spaces (a leading comma stays on the line
-// before). A segment too wide even for a fresh line is broken at spaces, or
-// anywhere if it has none.
-func (r *renderer) fields(indent, hang int, segs ...string) {
-	if len(segs) == 0 {
-		return
-	}
-	cur := strings.Repeat(" ", indent) + segs[0]
-	for _, seg := range segs[1:] {
-		if len(cur)+len(seg) <= Width {
-			cur += seg
-			continue
-		}
-		if strings.HasPrefix(seg, ",") && len(cur) < Width {
-			cur += ","
-			seg = seg[1:]
-		}
-		r.emit(cur, hang)
-		cur = strings.Repeat(" ", hang) + strings.TrimLeft(seg, " ")
-	}
-	r.emit(cur, hang)
-}
-
 // text writes free text (which may be long, e.g. an error) word-wrapped at
 // Width, the first line indented by indent and the others by hang. After
 // maxTextLines lines the rest is cut and marked with "...".
 func (r *renderer) text(indent, hang int, s string) {
-	lines := wrap(strings.Repeat(" ", indent)+s, hang)
+	lines := WrapLine(strings.Repeat(" ", indent)+s, hang)
 	if len(lines) > maxTextLines {
 		lines = lines[:maxTextLines]
 		last := lines[maxTextLines-1]
@@ -544,50 +516,7 @@ func (r *renderer) text(indent, hang int, s string) {
 		}
 		lines[maxTextLines-1] = last + "..."
 	}
-	for _, l := range lines {
-		r.b.WriteString(l)
-		r.b.WriteByte('\n')
-	}
-}
-
-// emit writes line, wrapping it if it is still too wide.
-func (r *renderer) emit(line string, hang int) {
-	for _, l := range wrap(line, hang) {
-		r.b.WriteString(l)
-		r.b.WriteByte('\n')
-	}
-}
-
-// wrap breaks line into lines no wider than Width. It breaks at the last
-// space that fits, or mid-word when a word alone is too wide; continuation
-// lines are indented by hang. The input must be ASCII (see clean).
-func wrap(line string, hang int) []string {
-	line = strings.TrimRight(line, " ")
-	if len(line) <= Width {
-		return []string{line}
-	}
-	if hang > Width/2 {
-		hang = Width / 2
-	}
-	pad := strings.Repeat(" ", hang)
-	var out []string
-	for len(line) > Width {
-		// Leading indentation is not a place to break.
-		start := len(line) - len(strings.TrimLeft(line, " "))
-		cut := strings.LastIndexByte(line[:Width+1], ' ')
-		rest := 0
-		if cut <= start {
-			cut, rest = Width, Width // no space that fits: break the word
-		} else {
-			rest = cut + 1
-		}
-		out = append(out, strings.TrimRight(line[:cut], " "))
-		line = pad + strings.TrimLeft(line[rest:], " ")
-	}
-	if strings.TrimSpace(line) != "" {
-		out = append(out, line)
-	}
-	return out
+	r.lines(lines)
 }
 
 // Clean makes a string from the snapshot safe and plain to print: tabs and

@@ -639,9 +639,9 @@ func TestWrap(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := wrap(tc.in, tc.hang)
+			got := WrapLine(tc.in, tc.hang)
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
-				t.Errorf("wrap = %q, want %q", got, tc.want)
+				t.Errorf("WrapLine = %q, want %q", got, tc.want)
 			}
 		})
 	}
