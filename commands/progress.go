@@ -18,9 +18,6 @@ import (
 type ProgressPrinter struct {
 	// W receives one line per step.
 	W io.Writer
-	// Elapsed prefixes each step with the agent's elapsed time,
-	// "[ 1.234s] ", as the hactl CLI prints it.
-	Elapsed bool
 }
 
 // ProgressResult is what Follow saw of an operation.
@@ -58,9 +55,6 @@ func (p ProgressPrinter) Follow(st grpc.ServerStreamingClient[hapb.Progress]) (P
 // line formats one step.
 func (p ProgressPrinter) line(m *hapb.Progress) string {
 	var b strings.Builder
-	if p.Elapsed {
-		fmt.Fprintf(&b, "[%6.3fs] ", m.GetElapsed().AsDuration().Seconds())
-	}
 	b.WriteString(view.Clean(m.GetStep()))
 	if d := view.Clean(m.GetDetail()); d != "" {
 		b.WriteString(": " + d)

@@ -442,6 +442,13 @@ func (r *Registry) Dispatch(ctx context.Context, env *Env, line string) (code in
 		fmt.Fprintln(env.Stderr, err)
 		return ExitUsage
 	}
+	return r.DispatchWords(ctx, env, words)
+}
+
+// DispatchWords is Dispatch for a line already split into words (the hactl
+// command line, whose arguments the shell split): every rule of Dispatch
+// after the split holds, the role gate first.
+func (r *Registry) DispatchWords(ctx context.Context, env *Env, words []string) (code int) {
 	if len(words) == 0 {
 		return ExitOK
 	}

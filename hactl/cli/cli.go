@@ -58,6 +58,9 @@ Usage:
   hactl teardown --yes               destroy the cluster; this node stand-alone
   hactl maintenance on|off           pause / resume automatic failover
   hactl events [-n N]                the cluster's history, newest first
+  (stop, start, switchover, teardown, maintenance, events, pairing-token and
+  deploy run the console's ha_* commands: same flags, output and exit codes;
+  they take --config FILE or --socket PATH, and --timeout D, anywhere)
   hactl console --config FILE [--listen ADDR] [--dir DIR] [--authorized-key FILE]
                                      the node's SSH console (the >> prompt),
                                      next to its agent
@@ -83,22 +86,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "pki":
 		return runPKI(args[1:], stdout, stderr)
-	case "stop":
-		return runStop(args[1:], stdout, stderr)
-	case "start":
-		return runStart(args[1:], stdout, stderr)
-	case "switchover":
-		return runSwitchover(args[1:], stdout, stderr)
-	case "teardown":
-		return runTeardown(args[1:], stdout, stderr)
-	case "maintenance":
-		return runMaintenance(args[1:], stdout, stderr)
-	case "events":
-		return runEvents(args[1:], stdout, stderr)
-	case "pairing-token":
-		return runPairingToken(args[1:], stdout, stderr)
-	case "deploy":
-		return runDeploy(args[1:], stdout, stderr)
+	case "stop", "start", "switchover", "teardown", "maintenance", "events", "pairing-token", "deploy":
+		return runConsoleCommand(args[0], args[1:], stdout, stderr)
 	case "console":
 		return runConsole(args[1:], stdout, stderr)
 	case "console-user":

@@ -25,7 +25,13 @@ func TestMainUsageErrors(t *testing.T) {
 		{name: "pki issue with a bad address", args: []string{"pki", "issue", "--ca", "x", "--node", "n", "--out", "o", "--ip", "nowhere"}, wantCode: ExitUsage, wantErr: "not an IP address"},
 		{name: "agent without config", args: []string{"agent"}, wantCode: ExitUsage, wantErr: "--config is required"},
 		{name: "dead agent", args: []string{"status", "--socket", missing, "--timeout", "1s"}, wantCode: ExitFailure, wantErr: "ask the agent"},
-		{name: "teardown without --yes", args: []string{"teardown", "--socket", missing}, wantCode: ExitFailure, wantErr: "refusing without --yes"},
+		// The operator subcommands are the console's commands: a script
+		// must say --yes, a usage error (before the agent is asked).
+		{name: "teardown without --yes", args: []string{"teardown", "--socket", missing}, wantCode: ExitUsage, wantErr: "add --yes"},
+		{name: "operation with a dead agent", args: []string{"stop", "--socket=" + missing}, wantCode: 2, wantErr: "does not answer"},
+		{name: "socket flag without its value", args: []string{"events", "--socket"}, wantCode: ExitUsage, wantErr: "flag needs an argument: --socket"},
+		{name: "bad timeout", args: []string{"events", "--timeout", "soon"}, wantCode: ExitUsage, wantErr: "want a positive duration"},
+		{name: "console command flag", args: []string{"events", "-n", "0", "--socket", missing}, wantCode: ExitUsage, wantErr: "-n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
